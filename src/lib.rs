@@ -2,6 +2,124 @@
 //! restore them exactly.
 //!
 //! The binary in `main.rs` only parses arguments and maps errors to exit
-//! codes; everything else lives here so tests can reach it.
+//! codes; everything else lives here so tests can reach it. [`run`] turns
+//! what the user typed into a checked plan and hands it to one job.
 
 pub mod archive;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod jobs;
+pub mod progress;
+pub mod shutdown;
+pub mod store;
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use cli::{Cli, Command, LogFormat};
+use error::{find_user_error, Exit};
+use jobs::{backup, keygen, list, restore, verify};
+use shutdown::Shutdown;
+
+/// Sets up logging to stderr: warnings only with `-q`, info by default.
+pub fn init_logging(cli: &Cli) {
+    let level = if cli.global.quiet {
+        "error"
+    } else {
+        match cli.global.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VOLSAFE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,volsafe={level}")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| progress::LogWriter)
+        .with_target(false);
+    let _ = match cli.global.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.without_time().try_init(),
+    };
+}
+
+/// Prints an error the way every volsafe command does: `volsafe: ` and the
+/// whole context chain on one line, then the hint.
+pub fn report_error(err: &anyhow::Error) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "volsafe: {err:#}");
+    if let Some(hint) = find_user_error(err).and_then(|u| u.hint.as_deref()) {
+        let _ = writeln!(stderr, "  hint: {hint}");
+    }
+}
+
+/// Runs the command the user asked for.
+pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
+    let g = &cli.global;
+    let progress = progress::Mode::detect(g.no_progress || g.quiet);
+    match cli.command {
+        Command::Keygen(a) => keygen::run(a.output.as_deref()),
+        Command::Backup(a) => {
+            let dest = backup::check_dest(&a.volumes, &a.to)?;
+            let encryption = archive::crypto::encryption_from_args(
+                &a.recipients.recipients,
+                &a.recipients.recipients_files,
+                a.passphrase_file.as_deref(),
+                a.no_encryption,
+            )?;
+            if let Some(ignore) = &a.ignore {
+                if !ignore.is_file() {
+                    return Err(error::usage(
+                        format!("ignore file {}: not found", ignore.display()),
+                        "check the path given to --ignore",
+                    ));
+                }
+            }
+            let plan = backup::Plan {
+                volumes: a.volumes,
+                dest,
+                encryption,
+                level: a.level,
+                allow_empty: a.allow_empty,
+                lock_wait: Duration::from_secs(a.lock_wait),
+                helper_image: g.helper_image.clone(),
+                progress,
+            };
+            backup::run(plan, shutdown).await
+        }
+        Command::Restore(a) => {
+            let source = if a.source.as_os_str() == "-" {
+                restore::Source::Stdin
+            } else if a.source.is_dir() {
+                restore::Source::Dir(a.source.clone())
+            } else {
+                restore::Source::File(a.source.clone())
+            };
+            let plan = restore::Plan {
+                source,
+                volume: a.volume,
+                keys: restore::Keys { identity_files: a.identities, passphrase_file: a.passphrase_file },
+                replace: a.replace,
+                rollback_to: a.rollback_to,
+                rollback_recipients: a.recipients.recipients,
+                rollback_recipient_files: a.recipients.recipients_files,
+                no_encryption: a.no_encryption,
+                driver_options: a.driver_options,
+                daemon: a.daemon,
+                helper_image: g.helper_image.clone(),
+                progress,
+            };
+            restore::run(plan, shutdown).await
+        }
+        Command::List(a) => list::run(list::Plan { dir: a.dir, volume: a.volume, daemon: a.daemon, format: a.format }),
+        Command::Verify(a) => {
+            let keys = restore::Keys { identity_files: a.identities, passphrase_file: a.passphrase_file };
+            let plan = verify::Plan { archive: a.archive, keys, format: a.format };
+            tokio::task::spawn_blocking(move || verify::run(plan)).await?
+        }
+    }
+}

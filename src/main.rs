@@ -1,3 +1,52 @@
-fn main() {
-    println!("Hello, world!");
+//! The volsafe binary: parse, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use volsafe::cli::Cli;
+use volsafe::error::{exit_for, Exit};
+use volsafe::shutdown::Shutdown;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    volsafe::init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("volsafe: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let exit = runtime.block_on(async {
+        let shutdown = Shutdown::install();
+        match volsafe::run(cli, shutdown).await {
+            Ok(exit) => exit,
+            Err(e) => {
+                let exit = exit_for(&e);
+                if is_broken_pipe(&e) {
+                    // The reader went away (`volsafe backup V --to - | head`): no noise.
+                    return Exit::Failed;
+                }
+                volsafe::report_error(&e);
+                exit
+            }
+        }
+    });
+    // Blocking threads may still be winding down after an interruption.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    ExitCode::from(exit.code() as u8)
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

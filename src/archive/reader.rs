@@ -1,0 +1,406 @@
+//! Reads an archive back: age (when encrypted), then zstd frame by frame,
+//! picking up volsafe's header and trailer frames on the way, and hands the
+//! tar bytes to the strict tar reader.
+//!
+//! Decoding is frame by frame so that the trailer after the tar is seen, and
+//! so that archives of several zstd frames (pzstd, concatenated files) are
+//! read whole. Every tar byte is hashed so [`walk`] can compare it with the
+//! trailer; an archive whose header is volsafe's but whose trailer is missing
+//! is truncated, whatever the tar looked like.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use super::crypto::{decrypt_error, Decryption};
+use super::meta::{self, FrameKind, Header, Skippable, Trailer};
+use super::tarstream::{Entry, EntryKind, TarError, TarReader};
+use crate::error::{failed, integrity};
+
+const AGE_MAGIC: &[u8] = b"age-encryption.org/v1";
+const AGE_ARMOR: &[u8] = b"-----BEGIN AGE ENCRYPTED FILE-----";
+const BUFFER: usize = 256 * 1024;
+
+/// A BufRead that can give back a few bytes it has already handed out.
+struct Input {
+    pushed: Vec<u8>,
+    pos: usize,
+    inner: Box<dyn BufRead + Send>,
+}
+
+impl Input {
+    fn unread(&mut self, bytes: &[u8]) {
+        self.pushed = bytes.to_vec();
+        self.pos = 0;
+    }
+
+    /// The next 4-byte magic, `None` at a clean end of input.
+    fn magic(&mut self) -> io::Result<Option<u32>> {
+        let mut buf = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            let n = self.read(&mut buf[got..])?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        match got {
+            0 => Ok(None),
+            4 => Ok(Some(u32::from_le_bytes(buf))),
+            _ => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "archive ends inside a frame header",
+            )),
+        }
+    }
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let avail = self.fill_buf()?;
+            let n = avail.len().min(buf.len());
+            buf[..n].copy_from_slice(&avail[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Input {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos < self.pushed.len() {
+            return Ok(&self.pushed[self.pos..]);
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        if self.pos < self.pushed.len() {
+            self.pos += amt;
+        } else {
+            self.inner.consume(amt);
+        }
+    }
+}
+
+enum State {
+    Between(Input),
+    Frame(zstd::stream::read::Decoder<'static, Input>),
+    Done,
+    Poisoned,
+}
+
+/// The tar bytes of an archive, as a `Read`.
+pub struct ArchiveReader {
+    state: State,
+    header: Option<Header>,
+    trailer: Option<Trailer>,
+    hasher: Sha256,
+    tar_bytes: u64,
+    zstd_frames: u64,
+    encrypted: bool,
+}
+
+impl ArchiveReader {
+    /// Opens an archive: decrypts the age header (a wrong key fails here, at
+    /// once) and reads volsafe's header frame if there is one.
+    /// `source` names the archive in messages.
+    pub fn open(raw: Box<dyn Read + Send>, keys: &Decryption, source: &str) -> Result<Self> {
+        let mut raw = BufReader::with_capacity(BUFFER, raw);
+        let start = raw
+            .fill_buf()
+            .with_context(|| format!("{source}: cannot read"))?;
+        let (inner, encrypted): (Box<dyn BufRead + Send>, bool) = if start.starts_with(AGE_MAGIC) {
+            (decrypt(raw, keys, source)?, true)
+        } else if start.starts_with(AGE_ARMOR) {
+            return Err(failed(
+                format!("{source}: ASCII-armored age files are not supported"),
+                "convert it with `age -d … | age -r … > file` or pipe `age -d` into `volsafe restore -`",
+            ));
+        } else if start.is_empty() {
+            return Err(failed(
+                format!("{source}: the file is empty"),
+                "this is not an archive",
+            ));
+        } else {
+            (Box::new(raw), false)
+        };
+        let mut reader = ArchiveReader {
+            state: State::Between(Input {
+                pushed: Vec::new(),
+                pos: 0,
+                inner,
+            }),
+            header: None,
+            trailer: None,
+            hasher: Sha256::new(),
+            tar_bytes: 0,
+            zstd_frames: 0,
+            encrypted,
+        };
+        reader.read_leading_frames(source)?;
+        Ok(reader)
+    }
+
+    pub fn header(&self) -> Option<&Header> {
+        self.header.as_ref()
+    }
+
+    pub fn trailer(&self) -> Option<&Trailer> {
+        self.trailer.as_ref()
+    }
+
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// Reads metadata frames up to the first zstd frame.
+    fn read_leading_frames(&mut self, source: &str) -> Result<()> {
+        let State::Between(input) = &mut self.state else {
+            return Ok(());
+        };
+        loop {
+            let magic = input
+                .magic()
+                .with_context(|| format!("{source}: cannot read"))?;
+            match magic {
+                None => {
+                    return Err(integrity(
+                        format!("{source}: the archive holds no compressed data"),
+                        "the file is truncated or not a volsafe archive",
+                    ))
+                }
+                Some(m) if m == meta::ZSTD_MAGIC => {
+                    input.unread(&m.to_le_bytes());
+                    return Ok(());
+                }
+                Some(m) if meta::is_skippable(m) => {
+                    let frame = meta::read_skippable(input)
+                        .with_context(|| format!("{source}: truncated metadata frame"))?;
+                    if let Skippable::Volsafe { kind, json } = frame {
+                        if kind == FrameKind::Header as u8 {
+                            let header: Header = serde_json::from_slice(&json)
+                                .with_context(|| format!("{source}: unreadable archive header"))?;
+                            self.header = Some(header);
+                        }
+                    }
+                }
+                Some(_) => {
+                    return Err(failed(
+                        format!("{source}: not a zstd-compressed archive"),
+                        "volsafe reads age(zstd(tar)) or zstd(tar); compress a plain tar with `zstd` first",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Reads to the end of the input, and returns the tar totals.
+    pub fn finish(mut self) -> io::Result<TarTotals> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok(TarTotals {
+            bytes: self.tar_bytes,
+            sha256: hex::encode(self.hasher.finalize()),
+            header: self.header,
+            trailer: self.trailer,
+        })
+    }
+}
+
+impl Read for ArchiveReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match std::mem::replace(&mut self.state, State::Poisoned) {
+                State::Frame(mut decoder) => {
+                    let n = decoder.read(buf)?;
+                    if n > 0 {
+                        self.hasher.update(&buf[..n]);
+                        self.tar_bytes += n as u64;
+                        self.state = State::Frame(decoder);
+                        return Ok(n);
+                    }
+                    self.state = State::Between(decoder.finish());
+                }
+                State::Between(mut input) => match input.magic()? {
+                    None => {
+                        self.state = State::Done;
+                        return Ok(0);
+                    }
+                    Some(m) if m == meta::ZSTD_MAGIC => {
+                        input.unread(&m.to_le_bytes());
+                        let decoder =
+                            zstd::stream::read::Decoder::with_buffer(input)?.single_frame();
+                        self.zstd_frames += 1;
+                        self.state = State::Frame(decoder);
+                    }
+                    Some(m) if meta::is_skippable(m) => {
+                        if let Skippable::Volsafe { kind, json } = meta::read_skippable(&mut input)?
+                        {
+                            if kind == FrameKind::Trailer as u8 {
+                                let t = serde_json::from_slice(&json).map_err(|e| {
+                                    io::Error::new(
+                                        io::ErrorKind::InvalidData,
+                                        format!("unreadable trailer: {e}"),
+                                    )
+                                })?;
+                                self.trailer = Some(t);
+                            }
+                        }
+                        self.state = State::Between(input);
+                    }
+                    Some(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "unexpected bytes after a zstd frame (damaged archive)",
+                        ))
+                    }
+                },
+                State::Done => {
+                    self.state = State::Done;
+                    return Ok(0);
+                }
+                State::Poisoned => {
+                    return Err(io::Error::other("archive reader used after an error"));
+                }
+            }
+        }
+    }
+}
+
+fn decrypt(
+    raw: BufReader<Box<dyn Read + Send>>,
+    keys: &Decryption,
+    source: &str,
+) -> Result<Box<dyn BufRead + Send>> {
+    let decryptor = age::Decryptor::new_buffered(raw).map_err(|e| decrypt_error(source, e))?;
+    let stream = if decryptor.is_scrypt() {
+        let Some(pass) = &keys.passphrase else {
+            return Err(failed(
+                format!("{source}: the archive is encrypted with a passphrase"),
+                "pass --passphrase-file FILE or set VOLSAFE_PASSPHRASE",
+            ));
+        };
+        let id = age::scrypt::Identity::new(pass.clone());
+        decryptor
+            .decrypt(std::iter::once(&id as &dyn age::Identity))
+            .map_err(|e| decrypt_error(source, e))?
+    } else {
+        if keys.identities.is_empty() {
+            return Err(failed(
+                format!("{source}: the archive is encrypted and no identity was given"),
+                "pass the identity file with -i FILE",
+            ));
+        }
+        decryptor
+            .decrypt(keys.identities.iter().map(|i| i.as_ref()))
+            .map_err(|e| decrypt_error(source, e))?
+    };
+    Ok(Box::new(BufReader::with_capacity(BUFFER, stream)))
+}
+
+/// What the tar stream of an archive added up to.
+pub struct TarTotals {
+    pub bytes: u64,
+    pub sha256: String,
+    pub header: Option<Header>,
+    pub trailer: Option<Trailer>,
+}
+
+/// What a full read of an archive found.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub header: Option<Header>,
+    pub trailer: Option<Trailer>,
+    pub entries: u64,
+    pub data_bytes: u64,
+    pub tar_bytes: u64,
+    pub tar_sha256: String,
+}
+
+/// An entry's data, as a `Read`.
+pub struct EntryData<'a, R: Read>(pub &'a mut TarReader<R>);
+
+impl<R: Read> Read for EntryData<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read_data(buf).map_err(|e| match e {
+            TarError::Io(io) => io,
+            other => io::Error::new(io::ErrorKind::UnexpectedEof, other),
+        })
+    }
+}
+
+/// Reads a whole archive, calling `visit` for every entry with its data,
+/// then checks the totals against the trailer. Any error means the archive
+/// must not be trusted.
+pub fn walk<F>(reader: ArchiveReader, mut visit: F) -> Result<Summary>
+where
+    F: FnMut(&Entry, &mut dyn Read) -> Result<()>,
+{
+    let volsafe = reader.header().is_some();
+    let mut tar = TarReader::new(reader);
+    let mut data_bytes = 0u64;
+    while let Some(entry) = tar.next_entry()? {
+        if entry.kind == EntryKind::File {
+            data_bytes += entry.size;
+        }
+        visit(&entry, &mut EntryData(&mut tar))?;
+    }
+    let entries = tar.entries_read();
+    let totals = tar.into_inner().finish()?;
+    let summary = Summary {
+        header: totals.header,
+        trailer: totals.trailer,
+        entries,
+        data_bytes,
+        tar_bytes: totals.bytes,
+        tar_sha256: totals.sha256,
+    };
+    check_trailer(&summary, volsafe)?;
+    Ok(summary)
+}
+
+fn check_trailer(s: &Summary, volsafe: bool) -> Result<()> {
+    let Some(t) = &s.trailer else {
+        if volsafe {
+            return Err(integrity(
+                "the archive ends before its trailer (truncated)",
+                "this archive is incomplete; use an older one",
+            ));
+        }
+        return Ok(());
+    };
+    let mut wrong = Vec::new();
+    if t.entries != s.entries {
+        wrong.push(format!("{} entries, trailer says {}", s.entries, t.entries));
+    }
+    if t.tar_bytes != s.tar_bytes {
+        wrong.push(format!(
+            "{} tar bytes, trailer says {}",
+            s.tar_bytes, t.tar_bytes
+        ));
+    }
+    if t.data_bytes != s.data_bytes {
+        wrong.push(format!(
+            "{} data bytes, trailer says {}",
+            s.data_bytes, t.data_bytes
+        ));
+    }
+    if t.tar_sha256 != s.tar_sha256 {
+        wrong.push("the tar digest differs from the trailer's".to_owned());
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(integrity(
+            format!(
+                "the archive does not match its trailer: {}",
+                wrong.join("; ")
+            ),
+            "the archive is damaged; use an older one",
+        ))
+    }
+}

@@ -1,0 +1,238 @@
+//! The command line as the user typed it.
+//!
+//! Nothing here is checked beyond what clap does; `plan` turns these structs
+//! into checked settings. Doc comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
+
+/// Back up Docker named volumes into compressed, encrypted archives, and
+/// restore them exactly.
+///
+/// Archives are age(zstd(tar)): standard `age`, `zstd` and `tar` can always
+/// unpack them without volsafe. volsafe needs no image from a registry: it
+/// imports its own tiny helper image on first use.
+#[derive(Debug, Parser)]
+#[command(name = "volsafe", version, propagate_version = true)]
+#[command(
+    after_help = "Exit status: 0 success, 1 failed, 2 usage error, 3 integrity failure, \
+4 security findings, 5 partial (some volumes failed), 130/143 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Format of log lines on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Show no progress bar or progress lines.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+
+    /// Print only errors on stderr (implies --no-progress).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// More detail in the logs (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Image for helper containers instead of volsafe's own (never pulled).
+    #[arg(
+        long,
+        global = true,
+        env = "VOLSAFE_HELPER_IMAGE",
+        value_name = "IMAGE"
+    )]
+    pub helper_image: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a new age X25519 identity (like age-keygen).
+    Keygen(KeygenArgs),
+    /// Back up named volumes into encrypted archives.
+    Backup(BackupArgs),
+    /// Restore an archive into a volume.
+    Restore(RestoreArgs),
+    /// List the committed archives in a backup directory.
+    List(ListArgs),
+    /// Check an archive: its checksum without a key, its whole content with one.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write the identity to FILE (mode 0600, never overwritten) and print
+    /// the public recipient on stdout.
+    #[arg(short, long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub output: Option<PathBuf>,
+}
+
+/// How an archive is encrypted: the flags shared by backup and restore.
+#[derive(Debug, Args, Default)]
+pub struct RecipientArgs {
+    /// Encrypt to this recipient: an age public key (age1…) or an SSH public
+    /// key (ssh-ed25519, ssh-rsa). Repeatable.
+    #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+
+    /// Encrypt to the recipients listed in FILE, one per line. Repeatable.
+    #[arg(short = 'R', long = "recipients-file", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub recipients_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Named volumes to back up; each gets its own archive.
+    #[arg(value_name = "VOLUME", required = true)]
+    pub volumes: Vec<String>,
+
+    /// Backup directory, or `-` for stdout (one volume only).
+    #[arg(long, value_name = "DEST", value_hint = ValueHint::DirPath)]
+    pub to: PathBuf,
+
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+
+    /// Encrypt with the passphrase in FILE (first line) instead of keys;
+    /// the VOLSAFE_PASSPHRASE environment variable works too.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// zstd compression level (1-19).
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+
+    /// Back up a volume even when it is empty.
+    #[arg(long)]
+    pub allow_empty: bool,
+
+    /// Write an unencrypted archive (.tar.zst).
+    #[arg(long, conflicts_with_all = ["recipients", "recipients_files", "passphrase_file"])]
+    pub no_encryption: bool,
+
+    /// Ignore file for the pre-backup security check.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub ignore: Option<PathBuf>,
+
+    /// How long to wait for another backup of the same volume to finish.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub lock_wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// An archive, a backup directory (with --volume), or `-` for stdin.
+    #[arg(value_name = "ARCHIVE|DIR|-", value_hint = ValueHint::AnyPath)]
+    pub source: PathBuf,
+
+    /// Volume to restore into (default: the name recorded in the archive).
+    #[arg(long, value_name = "NAME")]
+    pub volume: Option<String>,
+
+    /// Identity file to decrypt with (age or SSH private key). Repeatable.
+    #[arg(short = 'i', long = "identity", value_name = "IDENTITY", value_hint = ValueHint::FilePath)]
+    pub identities: Vec<PathBuf>,
+
+    /// Decrypt with the passphrase in FILE (first line); the
+    /// VOLSAFE_PASSPHRASE environment variable works too.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// Replace the content of a non-empty volume (a rollback archive of the
+    /// current content is written first).
+    #[arg(long)]
+    pub replace: bool,
+
+    /// Where to write the rollback archive (default: `rollback/` next to the
+    /// archive; required when reading stdin).
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub rollback_to: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+
+    /// Write the rollback archive of an unencrypted archive unencrypted.
+    #[arg(long)]
+    pub no_encryption: bool,
+
+    /// Apply saved driver options that point outside Docker (device, o=bind,
+    /// type=nfs/cifs) when creating the volume.
+    #[arg(long)]
+    pub driver_options: bool,
+
+    /// With a DIR, pick archives of this daemon (default: the local one).
+    #[arg(long, value_name = "NAME")]
+    pub daemon: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Backup directory.
+    #[arg(value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub dir: PathBuf,
+
+    /// Only archives of this volume.
+    #[arg(long, value_name = "NAME")]
+    pub volume: Option<String>,
+
+    /// Only archives of this daemon (default: every daemon's).
+    #[arg(long, value_name = "NAME")]
+    pub daemon: Option<String>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The archive to check.
+    #[arg(value_name = "ARCHIVE", value_hint = ValueHint::FilePath)]
+    pub archive: PathBuf,
+
+    /// Identity file: with one, the whole archive is decrypted and checked.
+    #[arg(short = 'i', long = "identity", value_name = "IDENTITY", value_hint = ValueHint::FilePath)]
+    pub identities: Vec<PathBuf>,
+
+    /// Decrypt with the passphrase in FILE (first line).
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_debug_assert() {
+        Cli::command().debug_assert();
+    }
+}

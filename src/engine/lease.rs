@@ -1,0 +1,288 @@
+//! Leases and per-volume locks, kept on the daemon itself.
+//!
+//! Host cron, a scheduler in a container and a manual run may not share a
+//! PID namespace or a host name, but they share the daemon. So each run
+//! holds a lease: a never-started container named after the run, into which
+//! the run writes its expiry time (the daemon's clock plus [`LEASE_TTL`])
+//! every [`RENEW_EVERY`]. A lock is a container whose unique name is the
+//! volume's; it is held while its owner's lease is alive. Helpers carry the
+//! owner's id too, so a later run removes exactly the leftovers of runs whose
+//! lease expired, never those of a run still going.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    CreateContainerOptions, DownloadFromContainerOptions, ListContainersOptions, UploadToContainerOptions,
+};
+use futures_util::TryStreamExt;
+use time::OffsetDateTime;
+
+use super::helper::{remove_container, LABEL_OWNER, LABEL_ROLE, LABEL_VOLUME};
+use super::{message_of, status_of, Engine};
+use crate::error::{failed, interrupted};
+use crate::shutdown::Shutdown;
+
+/// How long a lease lives without renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(60);
+/// How often a live run renews its lease.
+pub const RENEW_EVERY: Duration = Duration::from_secs(15);
+const LEASE_FILE: &str = "volsafe-lease";
+const LABEL_HOLDER: &str = "io.volsafe.holder";
+
+/// A random id for a run or a container name.
+pub fn random_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn lease_name(owner: &str) -> String {
+    format!("volsafe-lease-{owner}")
+}
+
+fn lock_name(volume: &str) -> String {
+    format!("volsafe-lock-{volume}")
+}
+
+/// This run's lease. End it with [`Lease::end`].
+pub struct Lease {
+    pub id: String,
+    container: String,
+    renew: tokio::task::JoinHandle<()>,
+}
+
+/// Who holds something, for messages: process, host and start time.
+fn holder_description(what: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "?".to_owned());
+    let now = OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    format!("volsafe {what}, pid {} on host {host}, started {now}", std::process::id())
+}
+
+/// The daemon's clock, so leases do not depend on clocks agreeing.
+async fn daemon_now(engine: &Engine) -> Result<i64> {
+    let info = engine.docker.info().await.map_err(|e| anyhow::anyhow!("{}", message_of(&e)))?;
+    let t = info.system_time.context("the daemon did not report its time")?;
+    let t = OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("cannot read the daemon's time {t:?}"))?;
+    Ok(t.unix_timestamp())
+}
+
+async fn write_expiry(engine: &Engine, container: &str) -> Result<()> {
+    let expires = daemon_now(engine).await? + LEASE_TTL.as_secs() as i64;
+    let body = expires.to_string().into_bytes();
+    let mut header = tar::Header::new_ustar();
+    header.set_path(LEASE_FILE)?;
+    header.set_size(body.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append(&header, &body[..])?;
+    let tar = builder.into_inner()?;
+    let opts = UploadToContainerOptions { path: "/".to_owned(), ..Default::default() };
+    engine
+        .docker
+        .upload_to_container(container, Some(opts), bollard::body_full(tar.into()))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot renew the lease: {}", message_of(&e)))
+}
+
+/// Creates a never-started container from `image` with the given name and labels.
+async fn create_marker(
+    engine: &Engine,
+    image: &str,
+    name: &str,
+    labels: HashMap<String, String>,
+) -> Result<String, bollard::errors::Error> {
+    let body = ContainerCreateBody {
+        image: Some(image.to_owned()),
+        cmd: Some(vec!["/volsafe-helper-never-runs".to_owned()]),
+        labels: Some(labels),
+        network_disabled: Some(true),
+        host_config: Some(bollard::models::HostConfig { network_mode: Some("none".to_owned()), ..Default::default() }),
+        ..Default::default()
+    };
+    let opts = CreateContainerOptions { name: Some(name.to_owned()), ..Default::default() };
+    Ok(engine.docker.create_container(Some(opts), body).await?.id)
+}
+
+impl Lease {
+    /// Takes a lease for this run and starts renewing it.
+    pub async fn start(engine: &Engine, image: &str, what: &str) -> Result<Lease> {
+        let id = random_id();
+        let labels = HashMap::from([
+            (LABEL_ROLE.to_owned(), "lease".to_owned()),
+            (LABEL_OWNER.to_owned(), id.clone()),
+            (LABEL_HOLDER.to_owned(), holder_description(what)),
+        ]);
+        let container = create_marker(engine, image, &lease_name(&id), labels)
+            .await
+            .map_err(|e| failed(format!("cannot create volsafe's lease container ({})", message_of(&e)), "check the daemon's log"))?;
+        write_expiry(engine, &container).await?;
+        let renew = {
+            let engine = engine.clone();
+            let container = container.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(RENEW_EVERY).await;
+                    if let Err(e) = write_expiry(&engine, &container).await {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot renew the lease; retrying");
+                    }
+                }
+            })
+        };
+        tracing::debug!(lease = %id, "lease taken");
+        Ok(Lease { id, container, renew })
+    }
+
+    /// Stops renewing and removes the lease container.
+    pub async fn end(self, engine: &Engine) {
+        self.renew.abort();
+        remove_container(engine, &self.container).await;
+    }
+}
+
+/// Whether the run `owner` is still alive, judged by its lease.
+async fn alive(engine: &Engine, owner: &str) -> Result<bool> {
+    let name = lease_name(owner);
+    let inspect = match engine.docker.inspect_container(&name, None).await {
+        Ok(i) => i,
+        Err(e) if status_of(&e) == Some(404) => return Ok(false),
+        Err(e) => return Err(anyhow::anyhow!("{}", message_of(&e))),
+    };
+    let now = daemon_now(engine).await?;
+    let opts = DownloadFromContainerOptions { path: format!("/{LEASE_FILE}") };
+    let bytes = engine
+        .docker
+        .download_from_container(&name, Some(opts))
+        .try_fold(Vec::new(), |mut acc, b| async move {
+            acc.extend_from_slice(&b);
+            Ok(acc)
+        })
+        .await;
+    let expires = bytes.ok().and_then(|tar| {
+        let mut archive = tar::Archive::new(&tar[..]);
+        let mut entry = archive.entries().ok()?.next()?.ok()?;
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut s).ok()?;
+        s.trim().parse::<i64>().ok()
+    });
+    Ok(match expires {
+        Some(t) => t > now,
+        // Created, but the first expiry not yet written: young leases live.
+        None => inspect
+            .created
+            .and_then(|c| OffsetDateTime::parse(&c, &time::format_description::well_known::Rfc3339).ok())
+            .is_some_and(|c| c.unix_timestamp() + (LEASE_TTL.as_secs() as i64) > now),
+    })
+}
+
+/// Removes volsafe containers (helpers, locks, leases) whose owner's lease
+/// has expired. Never touches those of a live run.
+pub async fn sweep(engine: &Engine, me: &str) -> Result<()> {
+    let filters = HashMap::from([("label".to_owned(), vec![LABEL_ROLE.to_owned()])]);
+    let list = engine
+        .docker
+        .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", message_of(&e)))
+        .context("cannot list volsafe's containers")?;
+    let mut by_owner: HashMap<String, Vec<String>> = HashMap::new();
+    for c in list {
+        let (Some(id), Some(owner)) = (c.id, super::helper::owner_of(c.labels.as_ref())) else { continue };
+        if owner != me {
+            by_owner.entry(owner).or_default().push(id);
+        }
+    }
+    for (owner, ids) in by_owner {
+        if alive(engine, &owner).await.unwrap_or(true) {
+            continue;
+        }
+        tracing::info!(owner = %owner, containers = ids.len(), "removing leftovers of a run that is gone");
+        for id in ids {
+            remove_container(engine, &id).await;
+        }
+    }
+    Ok(())
+}
+
+/// A held per-volume lock. Release it with [`Lock::release`].
+pub struct Lock {
+    container: String,
+}
+
+/// Takes the lock of `volume`, waiting up to `wait` for another run to finish.
+pub async fn lock(
+    engine: &Engine,
+    image: &str,
+    volume: &str,
+    lease: &Lease,
+    wait: Duration,
+    shutdown: &Shutdown,
+) -> Result<Lock> {
+    let name = lock_name(volume);
+    let labels = HashMap::from([
+        (LABEL_ROLE.to_owned(), "lock".to_owned()),
+        (LABEL_OWNER.to_owned(), lease.id.clone()),
+        (LABEL_VOLUME.to_owned(), volume.to_owned()),
+        (LABEL_HOLDER.to_owned(), holder_description("backup")),
+    ]);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut said = false;
+    loop {
+        match create_marker(engine, image, &name, labels.clone()).await {
+            Ok(container) => {
+                tracing::debug!(volume, "lock taken");
+                return Ok(Lock { container });
+            }
+            Err(e) if status_of(&e) == Some(409) => {}
+            Err(e) => {
+                return Err(failed(format!("volume {volume}: cannot take the lock ({})", message_of(&e)), "check the daemon's log"))
+            }
+        }
+        // Held: by a live run, or a dead one whose lock can be taken over.
+        let holder = match engine.docker.inspect_container(&name, None).await {
+            Ok(h) => h,
+            Err(e) if status_of(&e) == Some(404) => continue,
+            Err(e) => return Err(failed(format!("volume {volume}: cannot inspect its lock ({})", message_of(&e)), "check the daemon's log")),
+        };
+        let labels_of = holder.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+        let owner = labels_of.get(LABEL_OWNER).cloned().unwrap_or_default();
+        if !alive(engine, &owner).await.unwrap_or(true) {
+            tracing::info!(volume, owner = %owner, "taking over the lock of a run that is gone");
+            if let Some(id) = holder.id {
+                remove_container(engine, &id).await;
+            }
+            continue;
+        }
+        let who = labels_of.get(LABEL_HOLDER).cloned().unwrap_or_else(|| format!("run {owner}"));
+        if tokio::time::Instant::now() >= deadline {
+            return Err(failed(
+                format!("volume {volume}: another backup is running ({who})"),
+                "wait for it to finish or raise --lock-wait; a run that died frees its lock within a minute",
+            ));
+        }
+        if !said {
+            tracing::info!(volume, holder = %who, "waiting for another backup of this volume");
+            said = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            s = shutdown.wait() => return Err(interrupted(s)),
+        }
+    }
+}
+
+impl Lock {
+    pub async fn release(self, engine: &Engine) {
+        remove_container(engine, &self.container).await;
+    }
+}

@@ -1,0 +1,120 @@
+//! Named volumes: inspect, create, remove, and who uses them.
+//!
+//! Inspecting first is what keeps a typo from becoming an empty backup: the
+//! Engine creates a missing volume when a container mounts it, so no helper
+//! is ever created for a volume that was not found here.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, Result};
+use bollard::models::{Volume, VolumeCreateRequest};
+use bollard::query_parameters::{ListContainersOptions, RemoveVolumeOptions};
+
+use super::{message_of, status_of, Engine};
+use crate::error::failed;
+
+/// The parts of a volume that an archive records and a restore recreates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub driver: String,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+}
+
+impl From<Volume> for VolumeSpec {
+    fn from(v: Volume) -> Self {
+        VolumeSpec {
+            name: v.name,
+            driver: v.driver,
+            labels: v.labels.into_iter().collect(),
+            options: v.options.into_iter().collect(),
+        }
+    }
+}
+
+/// Inspects a volume; `Ok(None)` when it does not exist.
+pub async fn inspect(engine: &Engine, name: &str) -> Result<Option<VolumeSpec>> {
+    match engine.docker.inspect_volume(name).await {
+        Ok(v) => Ok(Some(v.into())),
+        Err(e) if status_of(&e) == Some(404) => Ok(None),
+        Err(e) => Err(failed(
+            format!("volume {name}: cannot inspect ({})", message_of(&e)),
+            format!("check that the daemon at {} is healthy", engine.host),
+        )),
+    }
+}
+
+/// Inspects a volume that must exist.
+pub async fn require(engine: &Engine, name: &str) -> Result<VolumeSpec> {
+    inspect(engine, name).await?.ok_or_else(|| {
+        failed(
+            format!("volume {name}: not found on daemon {}", engine.name),
+            "check the name with `docker volume ls`; volsafe never creates a volume to back up",
+        )
+    })
+}
+
+/// Creates a volume.
+pub async fn create(engine: &Engine, spec: &VolumeSpec) -> Result<()> {
+    let req = VolumeCreateRequest {
+        name: Some(spec.name.clone()),
+        driver: Some(spec.driver.clone()),
+        driver_opts: Some(spec.options.clone().into_iter().collect::<HashMap<_, _>>()),
+        labels: Some(spec.labels.clone().into_iter().collect::<HashMap<_, _>>()),
+        ..Default::default()
+    };
+    engine.docker.create_volume(req).await.map_err(|e| {
+        failed(
+            format!("volume {}: cannot create ({})", spec.name, message_of(&e)),
+            "check the driver and its options with `docker volume create`",
+        )
+    })?;
+    Ok(())
+}
+
+/// Removes a volume.
+pub async fn remove(engine: &Engine, name: &str) -> Result<()> {
+    engine
+        .docker
+        .remove_volume(name, None::<RemoveVolumeOptions>)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", message_of(&e)))
+        .with_context(|| format!("volume {name}: cannot remove"))
+}
+
+/// A container that references a volume.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub running: bool,
+}
+
+/// The containers (running or not) that reference a volume, volsafe's own
+/// helpers left out.
+pub async fn users(engine: &Engine, volume: &str) -> Result<Vec<User>> {
+    let filters = HashMap::from([("volume".to_owned(), vec![volume.to_owned()])]);
+    let list = engine
+        .docker
+        .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", message_of(&e)))
+        .with_context(|| format!("volume {volume}: cannot list the containers that use it"))?;
+    Ok(list
+        .into_iter()
+        .filter(|c| {
+            !c.labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(super::helper::LABEL_ROLE))
+        })
+        .map(|c| User {
+            name: c
+                .names
+                .and_then(|n| n.first().cloned())
+                .map(|n| n.trim_start_matches('/').to_owned())
+                .or(c.id)
+                .unwrap_or_default(),
+            running: c.state.is_some_and(|s| s.to_string() == "running"),
+        })
+        .collect())
+}

@@ -1,0 +1,97 @@
+//! Byte channels between the async side (the Engine's HTTP streams) and the
+//! blocking side (tar, zstd, age, files).
+//!
+//! Channels are bounded, so memory stays bounded whatever the volume size:
+//! a slow disk slows the daemon's stream down instead of filling RAM. An
+//! error travels through the channel as an error, never as a clean end, so
+//! a stream cut short can't pass for a complete one.
+
+use std::io::{self, Read, Write};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+
+/// Chunks in flight per channel.
+pub const DEPTH: usize = 16;
+/// Size of the chunks a [`ChannelWriter`] sends.
+pub const CHUNK: usize = 256 * 1024;
+
+pub type Chunk = io::Result<Bytes>;
+
+/// Reads what the async side sends; the sender's drop is the end of stream.
+pub struct ChannelReader {
+    rx: mpsc::Receiver<Chunk>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    pub fn new(rx: mpsc::Receiver<Chunk>) -> Self {
+        ChannelReader { rx, current: Bytes::new() }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(b)) => self.current = b,
+            }
+        }
+        let n = self.current.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
+}
+
+/// Sends what is written to the async side in large chunks.
+pub struct ChannelWriter {
+    tx: mpsc::Sender<Chunk>,
+    buf: BytesMut,
+    failed: bool,
+}
+
+impl ChannelWriter {
+    pub fn new(tx: mpsc::Sender<Chunk>) -> Self {
+        ChannelWriter { tx, buf: BytesMut::with_capacity(CHUNK), failed: false }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the stream was failed on purpose"));
+        }
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = self.buf.split().freeze();
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the daemon stopped reading the stream"))
+    }
+
+    /// Sends an error instead of the rest of the stream, so the receiving
+    /// side fails rather than seeing a clean end.
+    pub fn fail(&mut self, e: io::Error) {
+        if !self.failed {
+            self.failed = true;
+            self.buf.clear();
+            let _ = self.tx.blocking_send(Err(e));
+        }
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}

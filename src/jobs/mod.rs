@@ -1,0 +1,8 @@
+//! The commands. Each takes a checked plan and returns an exit status.
+
+pub mod backup;
+pub mod bridge;
+pub mod keygen;
+pub mod list;
+pub mod restore;
+pub mod verify;

@@ -1,0 +1,70 @@
+//! Ctrl-C and SIGTERM as a value that work can wait on.
+//!
+//! Commands `select!` their work against [`Shutdown::wait`]; the losing work
+//! future is dropped and the command then runs its cleanup (helpers removed,
+//! partial files deleted, locks released) before exiting 130 or 143.
+
+use tokio::sync::watch;
+
+use crate::error::Signal;
+
+/// A cloneable handle that resolves once a signal arrived.
+#[derive(Clone)]
+pub struct Shutdown {
+    rx: watch::Receiver<Option<Signal>>,
+}
+
+impl Shutdown {
+    /// Installs the signal handlers. Call inside the runtime.
+    pub fn install() -> Shutdown {
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+            else {
+                tracing::warn!("cannot install signal handlers");
+                return;
+            };
+            let got = tokio::select! {
+                _ = int.recv() => Signal::Int,
+                _ = term.recv() => Signal::Term,
+            };
+            tracing::warn!(signal = ?got, "stopping: cleaning up");
+            let _ = tx.send(Some(got));
+            // A second signal while cleaning up is ignored: cleanup must finish.
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {},
+                    _ = term.recv() => {},
+                }
+            }
+        });
+        Shutdown { rx }
+    }
+
+    /// A handle that never fires, for tests and library callers.
+    pub fn never() -> Shutdown {
+        let (tx, rx) = watch::channel(None);
+        std::mem::forget(tx);
+        Shutdown { rx }
+    }
+
+    /// The signal received so far, if any.
+    pub fn signal(&self) -> Option<Signal> {
+        *self.rx.borrow()
+    }
+
+    /// Resolves with the signal once one has arrived.
+    pub async fn wait(&self) -> Signal {
+        let mut rx = self.rx.clone();
+        loop {
+            if let Some(s) = *rx.borrow_and_update() {
+                return s;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
