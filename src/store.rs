@@ -152,6 +152,7 @@ impl Pending {
     pub fn commit(mut self, sidecar: &Sidecar) -> Result<PathBuf> {
         drop(self.file.take());
         rename_new(&self.partial, &self.path)?;
+        // From here on, Drop finds no partial file to remove.
         let dir = self.path.parent().unwrap_or(Path::new("."));
         sync_dir(dir)?;
         write_new_durably(&sidecar_of(&self.path), &serde_json::to_vec_pretty(sidecar)?)?;
@@ -159,7 +160,15 @@ impl Pending {
     }
 
     /// Removes the partial file.
-    pub fn abort(mut self) {
+    pub fn abort(self) {
+        // Drop does it.
+    }
+}
+
+impl Drop for Pending {
+    /// An archive that was not committed leaves nothing behind, whatever
+    /// path (error, signal, a dropped future) got here.
+    fn drop(&mut self) {
         drop(self.file.take());
         if let Err(e) = fs::remove_file(&self.partial) {
             if e.kind() != io::ErrorKind::NotFound {

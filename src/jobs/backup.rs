@@ -305,8 +305,12 @@ pub async fn stream_volume(
     let pump = {
         let opts = DownloadFromContainerOptions { path: format!("/{MOUNT_DIR}") };
         let mut stream = engine.transfer.download_from_container(&helper.id, Some(opts));
+        let counter = counter.clone();
         async move {
             while let Some(item) = stream.next().await {
+                if let Ok(bytes) = &item {
+                    counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
                 let chunk = item.map_err(|e| io::Error::other(format!("the daemon's stream failed: {}", message_of(&e))));
                 let stop = chunk.is_err();
                 if tx.send(chunk).await.is_err() || stop {
@@ -315,9 +319,7 @@ pub async fn stream_volume(
             }
         }
     };
-    let work = tokio::task::spawn_blocking(move || {
-        reframe(ChannelReader::new(rx), out, encryptor, &header, settings, &counter)
-    });
+    let work = tokio::task::spawn_blocking(move || reframe(ChannelReader::new(rx), out, encryptor, &header, settings));
     let ((), joined) = tokio::join!(pump, work);
     let written = joined.context("the archive writer stopped unexpectedly")?;
     written.with_context(|| format!("volume {volume}"))
@@ -331,7 +333,6 @@ fn reframe(
     encryptor: Option<age::Encryptor>,
     header: &Header,
     settings: Settings,
-    counter: &AtomicU64,
 ) -> Result<Written<()>> {
     let threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let mut writer = ArchiveWriter::new(out, encryptor, header, settings.level, threads)?;
@@ -353,7 +354,6 @@ fn reframe(
         writer
             .append(&entry, &mut EntryData(&mut tar))
             .with_context(|| format!("reading {:?} from the daemon", entry.path_lossy()))?;
-        counter.fetch_add(entry.size, Ordering::Relaxed);
     }
     if tar.entries_read() == 0 {
         anyhow::bail!("the daemon's stream held no entries");

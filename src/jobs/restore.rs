@@ -74,10 +74,11 @@ pub struct Plan {
     pub progress: progress::Mode,
 }
 
-/// Driver options that point at storage outside Docker.
+/// Driver options that point at storage outside Docker. A tmpfs volume's
+/// `device=tmpfs` is Docker's own memory, not outside storage.
 fn is_external_option(key: &str, value: &str) -> bool {
     match key {
-        "device" => true,
+        "device" => value != "tmpfs",
         "o" => value.split(',').any(|o| o == "bind" || o == "rbind"),
         "type" => matches!(value, "nfs" | "nfs4" | "cifs" | "smb" | "smb3") || value.starts_with("nfs"),
         _ => false,
@@ -88,7 +89,7 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
     plan.keys.load()?; // usage errors in key files come first
     let engine = crate::engine::connect().await?;
     let (archive, _spool) = resolve_source(&plan, &engine).await?;
-    let label = archive.display().to_string();
+    let label = format!("archive {}", archive.display());
 
     // Open once: a wrong key or a file that is not an archive fails here.
     let (header, encrypted) = {
@@ -115,12 +116,7 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
         tracing::warn!(error = %format!("{e:#}"), "cannot look for leftovers of earlier runs");
     }
     let ctx = Ctx { engine: &engine, image: &image, lease: &lease, plan: &plan, archive: &archive, label: &label };
-    let result = tokio::select! {
-        r = restore(&ctx, &target, header.as_ref(), encrypted, &shutdown) => r,
-        // Only reached while nothing has been written: `restore` itself
-        // finishes its steps once it started writing.
-        s = shutdown.wait() => Err(interrupted(s)),
-    };
+    let result = restore(&ctx, &target, header.as_ref(), encrypted, &shutdown).await;
     lease.end(&engine).await;
     result.map(|()| Exit::Success)
 }
@@ -180,7 +176,7 @@ async fn resolve_source(plan: &Plan, engine: &Engine) -> Result<(PathBuf, Option
 
 /// Opens an archive file for reading, counting raw bytes read.
 fn open_archive(path: &Path, keys: &Keys, label: &str, counter: Option<Arc<AtomicU64>>) -> Result<ArchiveReader> {
-    let file = File::open(path).map_err(|e| failed(format!("archive {label}: {e}"), "check the path"))?;
+    let file = File::open(path).map_err(|e| failed(format!("{label}: {e}"), "check the path"))?;
     let raw: Box<dyn Read + Send> = match counter {
         Some(c) => Box::new(Counting { inner: file, counter: c }),
         None => Box::new(file),
@@ -213,7 +209,7 @@ async fn restore_new(ctx: &Ctx<'_>, target: &str, header: Option<&Header>, shutd
     let spec = spec_from_header(target, header, ctx.plan.driver_options);
     volume::create(ctx.engine, &spec).await?;
     tracing::info!(volume = target, "created the volume");
-    let result = guarded(restore_into(ctx, target), shutdown).await;
+    let result = restore_into_with(ctx, target, ctx.plan.keys.clone(), Some(shutdown)).await;
     if let Err(e) = &result {
         tracing::debug!(error = %format!("{e:#}"), "restore failed; removing the volume it created");
         if let Err(e) = volume::remove(ctx.engine, target).await {
@@ -284,14 +280,14 @@ async fn restore_existing(ctx: &Ctx<'_>, spec: VolumeSpec, encrypted: bool, shut
     let rollback_encryption = if empty { None } else { Some(rollback_encryption(ctx, encrypted)?) };
 
     tracing::info!(archive = %ctx.label, "checking the whole archive before writing to the volume");
-    check_archive(ctx).await?;
-    if let Some(s) = shutdown.signal() {
-        return Err(interrupted(s));
+    tokio::select! {
+        r = check_archive(ctx) => { r?; }
+        s = shutdown.wait() => return Err(interrupted(s)),
     }
 
     let Some(encryption) = rollback_encryption else {
-        // Empty before: on failure, make it empty again.
-        let result = guarded(restore_into(ctx, &name), shutdown).await;
+        // Empty before: on failure or interruption, make it empty again.
+        let result = restore_into_with(ctx, &name, ctx.plan.keys.clone(), Some(shutdown)).await;
         if result.is_err() && users.is_empty() {
             let _ = volume::remove(ctx.engine, &name).await;
             volume::create(ctx.engine, &spec).await?;
@@ -301,6 +297,9 @@ async fn restore_existing(ctx: &Ctx<'_>, spec: VolumeSpec, encrypted: bool, shut
 
     let rollback = write_rollback(ctx, &spec, encryption).await?;
     println!("{}", rollback.display());
+    if let Some(s) = shutdown.signal() {
+        return Err(interrupted(s));
+    }
     tracing::info!(volume = %name, rollback = %rollback.display(), "rollback archive written");
     let step = async {
         volume::remove(ctx.engine, &name).await?;
@@ -313,11 +312,12 @@ async fn restore_existing(ctx: &Ctx<'_>, spec: VolumeSpec, encrypted: bool, shut
             return result;
         }
         tracing::error!(volume = %name, error = %format!("{e:#}"), "restore failed; putting the old content back from the rollback archive");
-        let back = Ctx { archive: &rollback, label: &rollback.display().to_string(), ..*ctx };
+        let back_label = format!("rollback archive {}", rollback.display());
+        let back = Ctx { archive: &rollback, label: &back_label, ..*ctx };
         let put_back = async {
             let _ = volume::remove(ctx.engine, &name).await;
             volume::create(ctx.engine, &spec).await?;
-            restore_into_with(&back, &name, rollback_keys(ctx)).await
+            restore_into_with(&back, &name, rollback_keys(ctx), None).await
         }
         .await;
         match put_back {
@@ -451,11 +451,13 @@ fn file_name(p: &Path) -> String {
 }
 
 async fn restore_into(ctx: &Ctx<'_>, volume: &str) -> Result<()> {
-    restore_into_with(ctx, volume, ctx.plan.keys.clone()).await
+    restore_into_with(ctx, volume, ctx.plan.keys.clone(), None).await
 }
 
-/// Streams the archive into `volume` through a read-write helper.
-async fn restore_into_with(ctx: &Ctx<'_>, volume: &str, keys: Keys) -> Result<()> {
+/// Streams the archive into `volume` through a read-write helper. With a
+/// `shutdown`, a signal aborts the stream (the caller then puts the volume
+/// back); without, the step runs to its end.
+async fn restore_into_with(ctx: &Ctx<'_>, volume: &str, keys: Keys, shutdown: Option<&Shutdown>) -> Result<()> {
     let helper = helper::create(ctx.engine, ctx.image, volume, Access::ReadWrite, &ctx.lease.id).await?;
     let size = std::fs::metadata(ctx.archive).map(|m| m.len()).ok();
     let progress = Progress::start(ctx.plan.progress, &format!("restore {volume}"), size);
@@ -475,7 +477,7 @@ async fn restore_into_with(ctx: &Ctx<'_>, volume: &str, keys: Keys) -> Result<()
                 out.append(&e, data).with_context(|| format!("entry {:?}", entry.path_lossy()))?;
                 Ok(())
             })
-            .with_context(|| format!("archive {label}"))
+            .with_context(|| label.clone())
         });
         // The end-of-archive marker goes out only once the whole archive
         // checked out; otherwise the daemon sees a failed stream.
@@ -494,9 +496,17 @@ async fn restore_into_with(ctx: &Ctx<'_>, volume: &str, keys: Keys) -> Result<()
     let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
     let opts = UploadToContainerOptions { path: "/".to_owned(), ..Default::default() };
     let upload = ctx.engine.transfer.upload_to_container(&helper.id, Some(opts), bollard::body_try_stream(body));
-    let (uploaded, worked) = tokio::join!(upload, work);
+    let both = async { tokio::join!(upload, work) };
+    let joined = match shutdown {
+        Some(sd) => tokio::select! {
+            j = both => Ok(j),
+            s = sd.wait() => Err(interrupted(s)),
+        },
+        None => Ok(both.await),
+    };
     helper.remove(ctx.engine).await;
     progress.finish();
+    let (uploaded, worked) = joined?;
     let summary = worked.context("the archive reader stopped unexpectedly")??;
     uploaded.map_err(|e| failed(format!("volume {volume}: the daemon failed to extract the archive ({})", message_of(&e)), "see the daemon's log"))?;
     tracing::debug!(volume, entries = summary.entries, bytes = summary.data_bytes, "archive extracted");

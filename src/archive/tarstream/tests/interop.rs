@@ -201,7 +201,7 @@ fn gnu_tar_extracts_writer_archive() {
         .collect();
     fs::write(&archive, write_archive(&entries)).unwrap();
 
-    tar.args(["-p", "-xf"]).arg(&archive).arg("-C").arg(&out);
+    tar.args(["-p", "--numeric-owner", "-xf"]).arg(&archive).arg("-C").arg(&out);
     run(tar);
     let hard_target = entries
         .iter()
