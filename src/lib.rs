@@ -103,7 +103,10 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
             let plan = restore::Plan {
                 source,
                 volume: a.volume,
-                keys: restore::Keys { identity_files: a.identities, passphrase_file: a.passphrase_file },
+                keys: restore::Keys {
+                    identity_files: a.identities,
+                    passphrase_file: a.passphrase_file,
+                },
                 replace: a.replace,
                 rollback_to: a.rollback_to,
                 rollback_recipients: a.recipients.recipients,
@@ -116,10 +119,22 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
             };
             restore::run(plan, shutdown).await
         }
-        Command::List(a) => list::run(list::Plan { dir: a.dir, volume: a.volume, daemon: a.daemon, format: a.format }),
+        Command::List(a) => list::run(list::Plan {
+            dir: a.dir,
+            volume: a.volume,
+            daemon: a.daemon,
+            format: a.format,
+        }),
         Command::Verify(a) => {
-            let keys = restore::Keys { identity_files: a.identities, passphrase_file: a.passphrase_file };
-            let plan = verify::Plan { archive: a.archive, keys, format: a.format };
+            let keys = restore::Keys {
+                identity_files: a.identities,
+                passphrase_file: a.passphrase_file,
+            };
+            let plan = verify::Plan {
+                archive: a.archive,
+                keys,
+                format: a.format,
+            };
             tokio::task::spawn_blocking(move || verify::run(plan)).await?
         }
     }

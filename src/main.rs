@@ -17,7 +17,10 @@ fn main() -> ExitCode {
         }
     };
     volsafe::init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("volsafe: cannot start the async runtime: {e}");

@@ -65,7 +65,11 @@ impl Progress {
     /// Starts showing progress of `what` (a volume or archive name).
     pub fn start(mode: Mode, what: &str, total: Option<u64>) -> Progress {
         let done = Arc::new(AtomicU64::new(0));
-        let mut progress = Progress { done: done.clone(), ticker: None, bar: None };
+        let mut progress = Progress {
+            done: done.clone(),
+            ticker: None,
+            bar: None,
+        };
         match mode {
             Mode::Off => {}
             Mode::Bar => {

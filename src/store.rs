@@ -87,7 +87,10 @@ pub fn volume_dir(root: &Path, daemon: &str, volume: &str) -> PathBuf {
 }
 
 fn partial_of(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}{EXT_PARTIAL}"))
 }
 
@@ -111,7 +114,9 @@ fn dest_error(path: &Path, e: &io::Error) -> anyhow::Error {
         Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
             "choose a directory this user can write to, or fix its permissions"
         }
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => "free space on the destination, or prune old archives",
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            "free space on the destination, or prune old archives"
+        }
         _ => "check the destination path",
     };
     failed(format!("destination {}: {e}", path.display()), hint)
@@ -126,19 +131,39 @@ pub struct Pending {
 
 /// Picks a free name for a new archive and creates its partial file (mode
 /// 0600, never replacing anything).
-pub fn create(dir: &Path, volume: &str, created: OffsetDateTime, encrypted: bool) -> Result<Pending> {
+pub fn create(
+    dir: &Path,
+    volume: &str,
+    created: OffsetDateTime,
+    encrypted: bool,
+) -> Result<Pending> {
     make_dir(dir)?;
     let ext = if encrypted { EXT_ENCRYPTED } else { EXT_PLAIN };
     let base = format!("{volume}-{}", name_time(created));
     for n in 1.. {
-        let name = if n == 1 { format!("{base}{ext}") } else { format!("{base}-{n}{ext}") };
+        let name = if n == 1 {
+            format!("{base}{ext}")
+        } else {
+            format!("{base}-{n}{ext}")
+        };
         let path = dir.join(&name);
         let partial = partial_of(&path);
         if path.exists() || sidecar_of(&path).exists() {
             continue;
         }
-        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial) {
-            Ok(file) => return Ok(Pending { path, partial, file: Some(file) }),
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+        {
+            Ok(file) => {
+                return Ok(Pending {
+                    path,
+                    partial,
+                    file: Some(file),
+                })
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(dest_error(&partial, &e)),
         }
@@ -155,7 +180,10 @@ impl Pending {
         // From here on, Drop finds no partial file to remove.
         let dir = self.path.parent().unwrap_or(Path::new("."));
         sync_dir(dir)?;
-        write_new_durably(&sidecar_of(&self.path), &serde_json::to_vec_pretty(sidecar)?)?;
+        write_new_durably(
+            &sidecar_of(&self.path),
+            &serde_json::to_vec_pretty(sidecar)?,
+        )?;
         Ok(self.path.clone())
     }
 
@@ -205,7 +233,13 @@ fn rename_new(from: &Path, to: &Path) -> Result<()> {
     let (f, t) = (c(from), c(to));
     // SAFETY: both are valid NUL-terminated paths; renameat2 only reads them.
     let rc = unsafe {
-        libc::renameat2(libc::AT_FDCWD, f.as_ptr(), libc::AT_FDCWD, t.as_ptr(), libc::RENAME_NOREPLACE)
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
     };
     if rc == 0 {
         return Ok(());
@@ -257,10 +291,16 @@ pub fn clean_stale(dir: &Path, volume: &str) {
 
 /// Whether a file name is one of volsafe's archive names for `volume`.
 pub fn archive_name_matches(name: &str, volume: &str) -> bool {
-    let Some(rest) = name.strip_prefix(volume).and_then(|r| r.strip_prefix('-')) else { return false };
-    let stem = rest.strip_suffix(EXT_ENCRYPTED).or_else(|| rest.strip_suffix(EXT_PLAIN));
+    let Some(rest) = name.strip_prefix(volume).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    let stem = rest
+        .strip_suffix(EXT_ENCRYPTED)
+        .or_else(|| rest.strip_suffix(EXT_PLAIN));
     // The time part starts with a digit: `vol-a` must not match `vol`'s archives.
-    stem.is_some_and(|s| s.len() >= 20 && s.as_bytes()[0].is_ascii_digit() && s.as_bytes()[8] == b'T')
+    stem.is_some_and(|s| {
+        s.len() >= 20 && s.as_bytes()[0].is_ascii_digit() && s.as_bytes()[8] == b'T'
+    })
 }
 
 /// A committed archive found in a backup directory.
@@ -283,18 +323,27 @@ pub struct Incomplete {
 }
 
 /// Every archive in `root` (rollback archives left out), newest first.
-pub fn scan(root: &Path, daemon: Option<&str>, volume: Option<&str>) -> Result<(Vec<Listed>, Vec<Incomplete>)> {
+pub fn scan(
+    root: &Path,
+    daemon: Option<&str>,
+    volume: Option<&str>,
+) -> Result<(Vec<Listed>, Vec<Incomplete>)> {
     let mut listed = Vec::new();
     let mut incomplete = Vec::new();
     let daemons = fs::read_dir(root).map_err(|e| {
-        failed(format!("backup directory {}: {e}", root.display()), "check the path")
+        failed(
+            format!("backup directory {}: {e}", root.display()),
+            "check the path",
+        )
     })?;
     for d in daemons.flatten() {
         let dname = d.file_name().to_string_lossy().into_owned();
         if daemon.is_some_and(|x| x != dname) || !d.path().is_dir() {
             continue;
         }
-        let Ok(vols) = fs::read_dir(d.path()) else { continue };
+        let Ok(vols) = fs::read_dir(d.path()) else {
+            continue;
+        };
         for v in vols.flatten() {
             let vname = v.file_name().to_string_lossy().into_owned();
             if volume.is_some_and(|x| x != vname) || !v.path().is_dir() {
@@ -307,13 +356,23 @@ pub fn scan(root: &Path, daemon: Option<&str>, volume: Option<&str>) -> Result<(
     Ok((listed, incomplete))
 }
 
-fn scan_volume(dir: &Path, daemon: &str, volume: &str, listed: &mut Vec<Listed>, incomplete: &mut Vec<Incomplete>) {
+fn scan_volume(
+    dir: &Path,
+    daemon: &str,
+    volume: &str,
+    listed: &mut Vec<Listed>,
+    incomplete: &mut Vec<Incomplete>,
+) {
     let Ok(files) = fs::read_dir(dir) else { return };
     for f in files.flatten() {
         let name = f.file_name().to_string_lossy().into_owned();
         let path = f.path();
         if name.starts_with(&format!(".{volume}-")) && name.ends_with(EXT_PARTIAL) {
-            incomplete.push(Incomplete { daemon: daemon.into(), volume: volume.into(), path });
+            incomplete.push(Incomplete {
+                daemon: daemon.into(),
+                volume: volume.into(),
+                path,
+            });
             continue;
         }
         if !archive_name_matches(&name, volume) {
@@ -328,7 +387,11 @@ fn scan_volume(dir: &Path, daemon: &str, volume: &str, listed: &mut Vec<Listed>,
                 encrypted: s.encrypted,
                 path,
             }),
-            _ => incomplete.push(Incomplete { daemon: daemon.into(), volume: volume.into(), path }),
+            _ => incomplete.push(Incomplete {
+                daemon: daemon.into(),
+                volume: volume.into(),
+                path,
+            }),
         }
     }
 }
@@ -350,10 +413,22 @@ mod tests {
 
     #[test]
     fn archive_names_belong_to_their_volume_only() {
-        assert!(archive_name_matches("db-20261204T031500.123Z.tar.zst.age", "db"));
-        assert!(archive_name_matches("db-20261204T031500.123Z-2.tar.zst", "db"));
-        assert!(!archive_name_matches("db-a-20261204T031500.123Z.tar.zst.age", "db"));
-        assert!(!archive_name_matches("db-20261204T031500.123Z.tar.zst.age.json", "db"));
+        assert!(archive_name_matches(
+            "db-20261204T031500.123Z.tar.zst.age",
+            "db"
+        ));
+        assert!(archive_name_matches(
+            "db-20261204T031500.123Z-2.tar.zst",
+            "db"
+        ));
+        assert!(!archive_name_matches(
+            "db-a-20261204T031500.123Z.tar.zst.age",
+            "db"
+        ));
+        assert!(!archive_name_matches(
+            "db-20261204T031500.123Z.tar.zst.age.json",
+            "db"
+        ));
         assert!(!archive_name_matches("notes.txt", "db"));
     }
 

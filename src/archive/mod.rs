@@ -12,3 +12,6 @@ pub mod writer;
 
 pub use reader::{walk, ArchiveReader, EntryData, Summary};
 pub use writer::{ArchiveWriter, Written};
+
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions};
-use bollard::query_parameters::{CreateContainerOptions, CreateImageOptions, RemoveContainerOptions};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, RemoveContainerOptions,
+};
 use futures_util::TryStreamExt;
 
 use super::{message_of, status_of, Engine};
@@ -47,13 +49,18 @@ pub async fn ensure_image(engine: &Engine, custom: Option<&str>) -> Result<Strin
         Err(e) if status_of(&e) == Some(404) => {}
         Err(e) => {
             return Err(failed(
-                format!("helper image {HELPER_IMAGE}: cannot inspect ({})", message_of(&e)),
+                format!(
+                    "helper image {HELPER_IMAGE}: cannot inspect ({})",
+                    message_of(&e)
+                ),
                 "check the daemon",
             ))
         }
     }
     tracing::info!(image = HELPER_IMAGE, "importing volsafe's helper image");
-    let (repo, tag) = HELPER_IMAGE.split_once(':').unwrap_or((HELPER_IMAGE, "latest"));
+    let (repo, tag) = HELPER_IMAGE
+        .split_once(':')
+        .unwrap_or((HELPER_IMAGE, "latest"));
     let options = CreateImageOptions {
         from_src: Some("-".to_owned()),
         repo: Some(repo.to_owned()),
@@ -71,7 +78,15 @@ pub async fn ensure_image(engine: &Engine, custom: Option<&str>) -> Result<Strin
         .create_image(Some(options), Some(body), None)
         .try_collect::<Vec<_>>()
         .await
-        .map_err(|e| failed(format!("helper image {HELPER_IMAGE}: cannot import ({})", message_of(&e)), "check the daemon's log"))?;
+        .map_err(|e| {
+            failed(
+                format!(
+                    "helper image {HELPER_IMAGE}: cannot import ({})",
+                    message_of(&e)
+                ),
+                "check the daemon's log",
+            )
+        })?;
     Ok(HELPER_IMAGE.to_owned())
 }
 
@@ -104,7 +119,13 @@ pub struct Helper {
 }
 
 /// Creates a helper with `volume` mounted at `/volume`.
-pub async fn create(engine: &Engine, image: &str, volume: &str, access: Access, owner: &str) -> Result<Helper> {
+pub async fn create(
+    engine: &Engine,
+    image: &str,
+    volume: &str,
+    access: Access,
+    owner: &str,
+) -> Result<Helper> {
     let labels = HashMap::from([
         (LABEL_ROLE.to_owned(), "helper".to_owned()),
         (LABEL_OWNER.to_owned(), owner.to_owned()),
@@ -115,7 +136,10 @@ pub async fn create(engine: &Engine, image: &str, volume: &str, access: Access, 
         source: Some(volume.to_owned()),
         typ: Some(MountType::VOLUME),
         read_only: Some(access == Access::ReadOnly),
-        volume_options: Some(MountVolumeOptions { no_copy: Some(true), ..Default::default() }),
+        volume_options: Some(MountVolumeOptions {
+            no_copy: Some(true),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let body = ContainerCreateBody {
@@ -133,11 +157,28 @@ pub async fn create(engine: &Engine, image: &str, volume: &str, access: Access, 
     let name = format!("volsafe-helper-{}", super::lease::random_id());
     let created = engine
         .docker
-        .create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body)
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name),
+                ..Default::default()
+            }),
+            body,
+        )
         .await
-        .map_err(|e| failed(format!("volume {volume}: cannot create a helper container ({})", message_of(&e)), "check the daemon's log"))?;
+        .map_err(|e| {
+            failed(
+                format!(
+                    "volume {volume}: cannot create a helper container ({})",
+                    message_of(&e)
+                ),
+                "check the daemon's log",
+            )
+        })?;
     tracing::debug!(volume, helper = %created.id, ?access, "helper created");
-    Ok(Helper { id: created.id, volume: volume.to_owned() })
+    Ok(Helper {
+        id: created.id,
+        volume: volume.to_owned(),
+    })
 }
 
 impl Helper {
@@ -150,11 +191,17 @@ impl Helper {
 
 /// Force-removes a container, ignoring "already gone".
 pub async fn remove_container(engine: &Engine, id: &str) {
-    let opts = RemoveContainerOptions { force: true, v: false, ..Default::default() };
+    let opts = RemoveContainerOptions {
+        force: true,
+        v: false,
+        ..Default::default()
+    };
     match engine.docker.remove_container(id, Some(opts)).await {
         Ok(()) => {}
         Err(e) if status_of(&e) == Some(404) => {}
-        Err(e) => tracing::warn!(container = %id, error = %message_of(&e), "cannot remove a volsafe container"),
+        Err(e) => {
+            tracing::warn!(container = %id, error = %message_of(&e), "cannot remove a volsafe container")
+        }
     }
 }
 

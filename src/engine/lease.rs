@@ -15,7 +15,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptions, DownloadFromContainerOptions, ListContainersOptions, UploadToContainerOptions,
+    CreateContainerOptions, DownloadFromContainerOptions, ListContainersOptions,
+    UploadToContainerOptions,
 };
 use futures_util::TryStreamExt;
 use time::OffsetDateTime;
@@ -63,13 +64,22 @@ fn holder_description(what: &str) -> String {
     let now = OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    format!("volsafe {what}, pid {} on host {host}, started {now}", std::process::id())
+    format!(
+        "volsafe {what}, pid {} on host {host}, started {now}",
+        std::process::id()
+    )
 }
 
 /// The daemon's clock, so leases do not depend on clocks agreeing.
 async fn daemon_now(engine: &Engine) -> Result<i64> {
-    let info = engine.docker.info().await.map_err(|e| anyhow::anyhow!("{}", message_of(&e)))?;
-    let t = info.system_time.context("the daemon did not report its time")?;
+    let info = engine
+        .docker
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", message_of(&e)))?;
+    let t = info
+        .system_time
+        .context("the daemon did not report its time")?;
     let t = OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
         .with_context(|| format!("cannot read the daemon's time {t:?}"))?;
     Ok(t.unix_timestamp())
@@ -87,7 +97,10 @@ async fn write_expiry(engine: &Engine, container: &str) -> Result<()> {
     let mut builder = tar::Builder::new(Vec::new());
     builder.append(&header, &body[..])?;
     let tar = builder.into_inner()?;
-    let opts = UploadToContainerOptions { path: "/".to_owned(), ..Default::default() };
+    let opts = UploadToContainerOptions {
+        path: "/".to_owned(),
+        ..Default::default()
+    };
     engine
         .docker
         .upload_to_container(container, Some(opts), bollard::body_full(tar.into()))
@@ -107,10 +120,16 @@ async fn create_marker(
         cmd: Some(vec!["/volsafe-helper-never-runs".to_owned()]),
         labels: Some(labels),
         network_disabled: Some(true),
-        host_config: Some(bollard::models::HostConfig { network_mode: Some("none".to_owned()), ..Default::default() }),
+        host_config: Some(bollard::models::HostConfig {
+            network_mode: Some("none".to_owned()),
+            ..Default::default()
+        }),
         ..Default::default()
     };
-    let opts = CreateContainerOptions { name: Some(name.to_owned()), ..Default::default() };
+    let opts = CreateContainerOptions {
+        name: Some(name.to_owned()),
+        ..Default::default()
+    };
     Ok(engine.docker.create_container(Some(opts), body).await?.id)
 }
 
@@ -125,7 +144,15 @@ impl Lease {
         ]);
         let container = create_marker(engine, image, &lease_name(&id), labels)
             .await
-            .map_err(|e| failed(format!("cannot create volsafe's lease container ({})", message_of(&e)), "check the daemon's log"))?;
+            .map_err(|e| {
+                failed(
+                    format!(
+                        "cannot create volsafe's lease container ({})",
+                        message_of(&e)
+                    ),
+                    "check the daemon's log",
+                )
+            })?;
         write_expiry(engine, &container).await?;
         let renew = {
             let engine = engine.clone();
@@ -140,7 +167,11 @@ impl Lease {
             })
         };
         tracing::debug!(lease = %id, "lease taken");
-        Ok(Lease { id, container, renew })
+        Ok(Lease {
+            id,
+            container,
+            renew,
+        })
     }
 
     /// Stops renewing and removes the lease container.
@@ -159,7 +190,9 @@ async fn alive(engine: &Engine, owner: &str) -> Result<bool> {
         Err(e) => return Err(anyhow::anyhow!("{}", message_of(&e))),
     };
     let now = daemon_now(engine).await?;
-    let opts = DownloadFromContainerOptions { path: format!("/{LEASE_FILE}") };
+    let opts = DownloadFromContainerOptions {
+        path: format!("/{LEASE_FILE}"),
+    };
     let bytes = engine
         .docker
         .download_from_container(&name, Some(opts))
@@ -180,7 +213,9 @@ async fn alive(engine: &Engine, owner: &str) -> Result<bool> {
         // Created, but the first expiry not yet written: young leases live.
         None => inspect
             .created
-            .and_then(|c| OffsetDateTime::parse(&c, &time::format_description::well_known::Rfc3339).ok())
+            .and_then(|c| {
+                OffsetDateTime::parse(&c, &time::format_description::well_known::Rfc3339).ok()
+            })
             .is_some_and(|c| c.unix_timestamp() + (LEASE_TTL.as_secs() as i64) > now),
     })
 }
@@ -191,13 +226,19 @@ pub async fn sweep(engine: &Engine, me: &str) -> Result<()> {
     let filters = HashMap::from([("label".to_owned(), vec![LABEL_ROLE.to_owned()])]);
     let list = engine
         .docker
-        .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
         .await
         .map_err(|e| anyhow::anyhow!("{}", message_of(&e)))
         .context("cannot list volsafe's containers")?;
     let mut by_owner: HashMap<String, Vec<String>> = HashMap::new();
     for c in list {
-        let (Some(id), Some(owner)) = (c.id, super::helper::owner_of(c.labels.as_ref())) else { continue };
+        let (Some(id), Some(owner)) = (c.id, super::helper::owner_of(c.labels.as_ref())) else {
+            continue;
+        };
         if owner != me {
             by_owner.entry(owner).or_default().push(id);
         }
@@ -245,16 +286,31 @@ pub async fn lock(
             }
             Err(e) if status_of(&e) == Some(409) => {}
             Err(e) => {
-                return Err(failed(format!("volume {volume}: cannot take the lock ({})", message_of(&e)), "check the daemon's log"))
+                return Err(failed(
+                    format!("volume {volume}: cannot take the lock ({})", message_of(&e)),
+                    "check the daemon's log",
+                ))
             }
         }
         // Held: by a live run, or a dead one whose lock can be taken over.
         let holder = match engine.docker.inspect_container(&name, None).await {
             Ok(h) => h,
             Err(e) if status_of(&e) == Some(404) => continue,
-            Err(e) => return Err(failed(format!("volume {volume}: cannot inspect its lock ({})", message_of(&e)), "check the daemon's log")),
+            Err(e) => {
+                return Err(failed(
+                    format!(
+                        "volume {volume}: cannot inspect its lock ({})",
+                        message_of(&e)
+                    ),
+                    "check the daemon's log",
+                ))
+            }
         };
-        let labels_of = holder.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+        let labels_of = holder
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
         let owner = labels_of.get(LABEL_OWNER).cloned().unwrap_or_default();
         if !alive(engine, &owner).await.unwrap_or(true) {
             tracing::info!(volume, owner = %owner, "taking over the lock of a run that is gone");
@@ -263,7 +319,10 @@ pub async fn lock(
             }
             continue;
         }
-        let who = labels_of.get(LABEL_HOLDER).cloned().unwrap_or_else(|| format!("run {owner}"));
+        let who = labels_of
+            .get(LABEL_HOLDER)
+            .cloned()
+            .unwrap_or_else(|| format!("run {owner}"));
         if tokio::time::Instant::now() >= deadline {
             return Err(failed(
                 format!("volume {volume}: another backup is running ({who})"),

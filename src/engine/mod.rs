@@ -60,10 +60,18 @@ pub async fn connect() -> Result<Engine> {
         .await
         .map_err(|e| unreachable(&e))?;
     let info = docker.info().await.map_err(|e| unreachable(&e))?;
-    let name = info.name.filter(|n| !n.is_empty()).unwrap_or_else(|| "docker".to_owned());
+    let name = info
+        .name
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "docker".to_owned());
     tracing::debug!(host = %host, daemon = %name, api = ?docker.client_version(), "connected");
     let transfer = docker.clone().with_timeout(TRANSFER_TIMEOUT);
-    Ok(Engine { docker, transfer, name, host })
+    Ok(Engine {
+        docker,
+        transfer,
+        name,
+        host,
+    })
 }
 
 /// The HTTP status of an Engine error response, if it is one.

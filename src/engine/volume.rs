@@ -96,7 +96,11 @@ pub async fn users(engine: &Engine, volume: &str) -> Result<Vec<User>> {
     let filters = HashMap::from([("volume".to_owned(), vec![volume.to_owned()])]);
     let list = engine
         .docker
-        .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
         .await
         .map_err(|e| anyhow::anyhow!("{}", message_of(&e)))
         .with_context(|| format!("volume {volume}: cannot list the containers that use it"))?;

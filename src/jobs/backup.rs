@@ -162,16 +162,33 @@ pub fn tool_version() -> String {
     format!("volsafe {}", env!("CARGO_PKG_VERSION"))
 }
 
-async fn write_archive(engine: &Engine, helper: &Helper, spec: &VolumeSpec, plan: &Plan) -> Result<Option<PathBuf>> {
+async fn write_archive(
+    engine: &Engine,
+    helper: &Helper,
+    spec: &VolumeSpec,
+    plan: &Plan,
+) -> Result<Option<PathBuf>> {
     let created = OffsetDateTime::now_utc();
     let header = header_for(engine, spec, created);
     let encryptor = plan.encryption.encryptor()?;
     let progress = Progress::start(plan.progress, &spec.name, None);
-    let settings = Settings { level: plan.level, allow_empty: plan.allow_empty };
+    let settings = Settings {
+        level: plan.level,
+        allow_empty: plan.allow_empty,
+    };
     match &plan.dest {
         Dest::Stdout => {
             let out = Output::Stdout(io::stdout());
-            stream_volume(engine, helper, out, encryptor, header, settings, progress.counter()).await?;
+            stream_volume(
+                engine,
+                helper,
+                out,
+                encryptor,
+                header,
+                settings,
+                progress.counter(),
+            )
+            .await?;
             progress.finish();
             Ok(None)
         }
@@ -179,7 +196,17 @@ async fn write_archive(engine: &Engine, helper: &Helper, spec: &VolumeSpec, plan
             let dir = store::volume_dir(root, &engine.name, &spec.name);
             store::make_dir(&dir)?;
             store::clean_stale(&dir, &spec.name);
-            let path = write_to_dir(engine, helper, &dir, header, encryptor, settings, progress.counter(), created).await?;
+            let path = write_to_dir(
+                engine,
+                helper,
+                &dir,
+                header,
+                encryptor,
+                settings,
+                progress.counter(),
+                created,
+            )
+            .await?;
             progress.finish();
             Ok(Some(path))
         }
@@ -200,24 +227,35 @@ pub async fn write_to_dir(
 ) -> Result<PathBuf> {
     let encrypted = encryptor.is_some();
     let mut pending = store::create(dir, &helper.volume, created, encrypted)?;
-    let file = pending.file.take().expect("a new pending archive has its file");
-    let out = Output::File(BufWriter::with_capacity(1 << 20, file), pending.path.clone());
+    let file = pending
+        .file
+        .take()
+        .expect("a new pending archive has its file");
+    let out = Output::File(
+        BufWriter::with_capacity(1 << 20, file),
+        pending.path.clone(),
+    );
     let volume = header.volume.clone();
     let daemon = header.daemon.clone();
     let created_s = header.created.clone();
-    let written = match stream_volume(engine, helper, out, encryptor, header, settings, counter).await {
-        Ok(w) => w,
-        Err(e) => {
-            pending.abort();
-            return Err(e);
-        }
-    };
+    let written =
+        match stream_volume(engine, helper, out, encryptor, header, settings, counter).await {
+            Ok(w) => w,
+            Err(e) => {
+                pending.abort();
+                return Err(e);
+            }
+        };
     let sidecar = Sidecar {
         format: FORMAT_VERSION,
         volume,
         daemon,
         created: created_s,
-        archive: pending.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        archive: pending
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         size: written.file_bytes,
         sha256: written.file_sha256.clone(),
         tool: tool_version(),
@@ -284,7 +322,9 @@ impl Output {
 
 fn dest_io(path: &std::path::Path, e: &io::Error) -> anyhow::Error {
     let hint = match e.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => "free space on the destination, or prune old archives",
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            "free space on the destination, or prune old archives"
+        }
         _ => "check the destination",
     };
     failed(format!("destination {}: {e}", path.display()), hint)
@@ -303,15 +343,21 @@ pub async fn stream_volume(
     let (tx, rx) = mpsc::channel(DEPTH);
     let volume = helper.volume.clone();
     let pump = {
-        let opts = DownloadFromContainerOptions { path: format!("/{MOUNT_DIR}") };
-        let mut stream = engine.transfer.download_from_container(&helper.id, Some(opts));
+        let opts = DownloadFromContainerOptions {
+            path: format!("/{MOUNT_DIR}"),
+        };
+        let mut stream = engine
+            .transfer
+            .download_from_container(&helper.id, Some(opts));
         let counter = counter.clone();
         async move {
             while let Some(item) = stream.next().await {
                 if let Ok(bytes) = &item {
                     counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 }
-                let chunk = item.map_err(|e| io::Error::other(format!("the daemon's stream failed: {}", message_of(&e))));
+                let chunk = item.map_err(|e| {
+                    io::Error::other(format!("the daemon's stream failed: {}", message_of(&e)))
+                });
                 let stop = chunk.is_err();
                 if tx.send(chunk).await.is_err() || stop {
                     break;
@@ -319,7 +365,9 @@ pub async fn stream_volume(
             }
         }
     };
-    let work = tokio::task::spawn_blocking(move || reframe(ChannelReader::new(rx), out, encryptor, &header, settings));
+    let work = tokio::task::spawn_blocking(move || {
+        reframe(ChannelReader::new(rx), out, encryptor, &header, settings)
+    });
     let ((), joined) = tokio::join!(pump, work);
     let written = joined.context("the archive writer stopped unexpectedly")?;
     written.with_context(|| format!("volume {volume}"))
@@ -334,16 +382,27 @@ fn reframe(
     header: &Header,
     settings: Settings,
 ) -> Result<Written<()>> {
-    let threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
     let mut writer = ArchiveWriter::new(out, encryptor, header, settings.level, threads)?;
     let mut tar = TarReader::new(input);
-    while let Some(mut entry) = tar.next_entry().context("reading the volume from the daemon")? {
+    while let Some(mut entry) = tar
+        .next_entry()
+        .context("reading the volume from the daemon")?
+    {
         let Some(path) = names::engine_to_archive(&entry.path) else {
-            anyhow::bail!("the daemon sent an entry outside the volume: {:?}", entry.path_lossy());
+            anyhow::bail!(
+                "the daemon sent an entry outside the volume: {:?}",
+                entry.path_lossy()
+            );
         };
         let first = tar.entries_read() == 1;
         if first != (path == b"./") || (first && entry.kind != EntryKind::Dir) {
-            anyhow::bail!("the daemon's stream does not start with the volume root ({:?})", entry.path_lossy());
+            anyhow::bail!(
+                "the daemon's stream does not start with the volume root ({:?})",
+                entry.path_lossy()
+            );
         }
         entry.path = path;
         if entry.kind == EntryKind::HardLink {
@@ -365,7 +424,17 @@ fn reframe(
         ));
     }
     let written = writer.finish()?;
-    let Written { inner, file_bytes, file_sha256, trailer } = written;
+    let Written {
+        inner,
+        file_bytes,
+        file_sha256,
+        trailer,
+    } = written;
     inner.finish()?;
-    Ok(Written { inner: (), file_bytes, file_sha256, trailer })
+    Ok(Written {
+        inner: (),
+        file_bytes,
+        file_sha256,
+        trailer,
+    })
 }

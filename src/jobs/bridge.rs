@@ -26,7 +26,10 @@ pub struct ChannelReader {
 
 impl ChannelReader {
     pub fn new(rx: mpsc::Receiver<Chunk>) -> Self {
-        ChannelReader { rx, current: Bytes::new() }
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+        }
     }
 }
 
@@ -55,20 +58,30 @@ pub struct ChannelWriter {
 
 impl ChannelWriter {
     pub fn new(tx: mpsc::Sender<Chunk>) -> Self {
-        ChannelWriter { tx, buf: BytesMut::with_capacity(CHUNK), failed: false }
+        ChannelWriter {
+            tx,
+            buf: BytesMut::with_capacity(CHUNK),
+            failed: false,
+        }
     }
 
     fn send(&mut self) -> io::Result<()> {
         if self.failed {
-            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the stream was failed on purpose"));
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the stream was failed on purpose",
+            ));
         }
         if self.buf.is_empty() {
             return Ok(());
         }
         let chunk = self.buf.split().freeze();
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the daemon stopped reading the stream"))
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the daemon stopped reading the stream",
+            )
+        })
     }
 
     /// Sends an error instead of the rest of the stream, so the receiving

@@ -15,21 +15,34 @@ pub fn run(output: Option<&Path>) -> Result<Exit> {
     let (identity, public) = new_identity();
     match output {
         Some(path) => {
-            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
-                let hint = if e.kind() == io::ErrorKind::AlreadyExists {
-                    "volsafe never overwrites a key: choose another file name"
-                } else {
-                    "check the path and its directory's permissions"
-                };
-                failed(format!("identity file {}: {e}", path.display()), hint)
-            })?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| {
+                    let hint = if e.kind() == io::ErrorKind::AlreadyExists {
+                        "volsafe never overwrites a key: choose another file name"
+                    } else {
+                        "check the path and its directory's permissions"
+                    };
+                    failed(format!("identity file {}: {e}", path.display()), hint)
+                })?;
             f.write_all(identity.expose_secret().as_bytes())
                 .and_then(|()| f.sync_all())
-                .map_err(|e| failed(format!("identity file {}: {e}", path.display()), "check free space"))?;
+                .map_err(|e| {
+                    failed(
+                        format!("identity file {}: {e}", path.display()),
+                        "check free space",
+                    )
+                })?;
             println!("{public}");
         }
         None => {
-            if io::stdout().write_all(identity.expose_secret().as_bytes()).is_err() {
+            if io::stdout()
+                .write_all(identity.expose_secret().as_bytes())
+                .is_err()
+            {
                 return Ok(Exit::Failed);
             }
             eprintln!("Public key: {public}");

@@ -25,18 +25,25 @@ struct Out<'a> {
 }
 
 pub fn run(plan: Plan) -> Result<Exit> {
-    let (listed, incomplete) = store::scan(&plan.dir, plan.daemon.as_deref(), plan.volume.as_deref())?;
+    let (listed, incomplete) =
+        store::scan(&plan.dir, plan.daemon.as_deref(), plan.volume.as_deref())?;
     for i in &incomplete {
         tracing::warn!(path = %i.path.display(), volume = %i.volume, "incomplete backup (no sidecar); ignored");
     }
     match plan.format {
         OutputFormat::Json => {
-            let out = Out { archives: &listed, incomplete: &incomplete };
+            let out = Out {
+                archives: &listed,
+                incomplete: &incomplete,
+            };
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         OutputFormat::Text => {
             if !listed.is_empty() {
-                println!("{:<20} {:<24} {:<25} {:>10}  PATH", "DAEMON", "VOLUME", "CREATED", "SIZE");
+                println!(
+                    "{:<20} {:<24} {:<25} {:>10}  PATH",
+                    "DAEMON", "VOLUME", "CREATED", "SIZE"
+                );
             }
             for l in &listed {
                 println!(
@@ -49,7 +56,14 @@ pub fn run(plan: Plan) -> Result<Exit> {
                 );
             }
             for i in &incomplete {
-                println!("{:<20} {:<24} {:<25} {:>10}  {}", i.daemon, i.volume, "incomplete", "-", i.path.display());
+                println!(
+                    "{:<20} {:<24} {:<25} {:>10}  {}",
+                    i.daemon,
+                    i.volume,
+                    "incomplete",
+                    "-",
+                    i.path.display()
+                );
             }
         }
     }

@@ -80,7 +80,9 @@ fn is_external_option(key: &str, value: &str) -> bool {
     match key {
         "device" => value != "tmpfs",
         "o" => value.split(',').any(|o| o == "bind" || o == "rbind"),
-        "type" => matches!(value, "nfs" | "nfs4" | "cifs" | "smb" | "smb3") || value.starts_with("nfs"),
+        "type" => {
+            matches!(value, "nfs" | "nfs4" | "cifs" | "smb" | "smb3") || value.starts_with("nfs")
+        }
         _ => false,
     }
 }
@@ -115,7 +117,14 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
     if let Err(e) = lease::sweep(&engine, &lease.id).await {
         tracing::warn!(error = %format!("{e:#}"), "cannot look for leftovers of earlier runs");
     }
-    let ctx = Ctx { engine: &engine, image: &image, lease: &lease, plan: &plan, archive: &archive, label: &label };
+    let ctx = Ctx {
+        engine: &engine,
+        image: &image,
+        lease: &lease,
+        plan: &plan,
+        archive: &archive,
+        label: &label,
+    };
     let result = restore(&ctx, &target, header.as_ref(), encrypted, &shutdown).await;
     lease.end(&engine).await;
     result.map(|()| Exit::Success)
@@ -131,11 +140,17 @@ struct Ctx<'a> {
 }
 
 /// Finds the archive to read; stdin is spooled to a private temporary file.
-async fn resolve_source(plan: &Plan, engine: &Engine) -> Result<(PathBuf, Option<tempfile::TempPath>)> {
+async fn resolve_source(
+    plan: &Plan,
+    engine: &Engine,
+) -> Result<(PathBuf, Option<tempfile::TempPath>)> {
     match &plan.source {
         Source::File(p) => {
             if !p.is_file() {
-                return Err(failed(format!("archive {}: not found", p.display()), "check the path, or list archives with `volsafe list DIR`"));
+                return Err(failed(
+                    format!("archive {}: not found", p.display()),
+                    "check the path, or list archives with `volsafe list DIR`",
+                ));
             }
             Ok((p.clone(), None))
         }
@@ -154,18 +169,28 @@ async fn resolve_source(plan: &Plan, engine: &Engine) -> Result<(PathBuf, Option
                     Ok((newest.path, None))
                 }
                 None => Err(failed(
-                    format!("{}: no committed archive of volume {volume} from daemon {daemon}", dir.display()),
+                    format!(
+                        "{}: no committed archive of volume {volume} from daemon {daemon}",
+                        dir.display()
+                    ),
                     "see `volsafe list DIR`; pass --daemon NAME for another host's archives",
                 )),
             }
         }
         Source::Stdin => {
             if plan.replace && plan.rollback_to.is_none() {
-                return Err(usage("restore from stdin with --replace needs --rollback-to DIR", "say where the rollback archive of the current content goes"));
+                return Err(usage(
+                    "restore from stdin with --replace needs --rollback-to DIR",
+                    "say where the rollback archive of the current content goes",
+                ));
             }
             let spool = tokio::task::spawn_blocking(|| -> Result<tempfile::TempPath> {
-                let mut tmp = tempfile::Builder::new().prefix("volsafe-stdin-").tempfile().context("cannot create a temporary file for stdin")?;
-                io::copy(&mut io::stdin().lock(), tmp.as_file_mut()).context("cannot spool stdin to a temporary file")?;
+                let mut tmp = tempfile::Builder::new()
+                    .prefix("volsafe-stdin-")
+                    .tempfile()
+                    .context("cannot create a temporary file for stdin")?;
+                io::copy(&mut io::stdin().lock(), tmp.as_file_mut())
+                    .context("cannot spool stdin to a temporary file")?;
                 Ok(tmp.into_temp_path())
             })
             .await??;
@@ -175,10 +200,18 @@ async fn resolve_source(plan: &Plan, engine: &Engine) -> Result<(PathBuf, Option
 }
 
 /// Opens an archive file for reading, counting raw bytes read.
-fn open_archive(path: &Path, keys: &Keys, label: &str, counter: Option<Arc<AtomicU64>>) -> Result<ArchiveReader> {
+fn open_archive(
+    path: &Path,
+    keys: &Keys,
+    label: &str,
+    counter: Option<Arc<AtomicU64>>,
+) -> Result<ArchiveReader> {
     let file = File::open(path).map_err(|e| failed(format!("{label}: {e}"), "check the path"))?;
     let raw: Box<dyn Read + Send> = match counter {
-        Some(c) => Box::new(Counting { inner: file, counter: c }),
+        Some(c) => Box::new(Counting {
+            inner: file,
+            counter: c,
+        }),
         None => Box::new(file),
     };
     ArchiveReader::open(raw, &keys.load()?, label)
@@ -197,7 +230,13 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-async fn restore(ctx: &Ctx<'_>, target: &str, header: Option<&Header>, encrypted: bool, shutdown: &Shutdown) -> Result<()> {
+async fn restore(
+    ctx: &Ctx<'_>,
+    target: &str,
+    header: Option<&Header>,
+    encrypted: bool,
+    shutdown: &Shutdown,
+) -> Result<()> {
     match volume::inspect(ctx.engine, target).await? {
         None => restore_new(ctx, target, header, shutdown).await,
         Some(spec) => restore_existing(ctx, spec, encrypted, shutdown).await,
@@ -205,7 +244,12 @@ async fn restore(ctx: &Ctx<'_>, target: &str, header: Option<&Header>, encrypted
 }
 
 /// Into a volume that does not exist: create it, remove it again on failure.
-async fn restore_new(ctx: &Ctx<'_>, target: &str, header: Option<&Header>, shutdown: &Shutdown) -> Result<()> {
+async fn restore_new(
+    ctx: &Ctx<'_>,
+    target: &str,
+    header: Option<&Header>,
+    shutdown: &Shutdown,
+) -> Result<()> {
     let spec = spec_from_header(target, header, ctx.plan.driver_options);
     volume::create(ctx.engine, &spec).await?;
     tracing::info!(volume = target, "created the volume");
@@ -225,9 +269,17 @@ async fn restore_new(ctx: &Ctx<'_>, target: &str, header: Option<&Header>, shutd
 /// that reach outside Docker only when asked for.
 fn spec_from_header(target: &str, header: Option<&Header>, apply_external: bool) -> VolumeSpec {
     let Some(h) = header else {
-        return VolumeSpec { name: target.to_owned(), driver: "local".to_owned(), labels: BTreeMap::new(), options: BTreeMap::new() };
+        return VolumeSpec {
+            name: target.to_owned(),
+            driver: "local".to_owned(),
+            labels: BTreeMap::new(),
+            options: BTreeMap::new(),
+        };
     };
-    let external = h.driver_options.iter().any(|(k, v)| is_external_option(k, v));
+    let external = h
+        .driver_options
+        .iter()
+        .any(|(k, v)| is_external_option(k, v));
     let options = if external && !apply_external {
         let keys: Vec<&str> = h.driver_options.keys().map(String::as_str).collect();
         tracing::warn!(volume = target, saved_options = %keys.join(","),
@@ -236,13 +288,29 @@ fn spec_from_header(target: &str, header: Option<&Header>, apply_external: bool)
     } else {
         h.driver_options.clone()
     };
-    let driver = if external && !apply_external { "local".to_owned() } else { h.driver.clone() };
-    VolumeSpec { name: target.to_owned(), driver: if driver.is_empty() { "local".to_owned() } else { driver }, labels: h.labels.clone(), options }
+    let driver = if external && !apply_external {
+        "local".to_owned()
+    } else {
+        h.driver.clone()
+    };
+    VolumeSpec {
+        name: target.to_owned(),
+        driver: if driver.is_empty() {
+            "local".to_owned()
+        } else {
+            driver
+        },
+        labels: h.labels.clone(),
+        options,
+    }
 }
 
 /// Runs a step that writes to the volume to its end even when a signal
 /// arrives, then reports the interruption.
-async fn guarded<F: std::future::Future<Output = Result<()>>>(step: F, shutdown: &Shutdown) -> Result<()> {
+async fn guarded<F: std::future::Future<Output = Result<()>>>(
+    step: F,
+    shutdown: &Shutdown,
+) -> Result<()> {
     let result = step.await;
     match (result, shutdown.signal()) {
         (Ok(()), Some(s)) => {
@@ -253,14 +321,29 @@ async fn guarded<F: std::future::Future<Output = Result<()>>>(step: F, shutdown:
     }
 }
 
-async fn restore_existing(ctx: &Ctx<'_>, spec: VolumeSpec, encrypted: bool, shutdown: &Shutdown) -> Result<()> {
+async fn restore_existing(
+    ctx: &Ctx<'_>,
+    spec: VolumeSpec,
+    encrypted: bool,
+    shutdown: &Shutdown,
+) -> Result<()> {
     let name = spec.name.clone();
     let users = volume::users(ctx.engine, &name).await?;
-    let running: Vec<&str> = users.iter().filter(|u| u.running).map(|u| u.name.as_str()).collect();
+    let running: Vec<&str> = users
+        .iter()
+        .filter(|u| u.running)
+        .map(|u| u.name.as_str())
+        .collect();
     if !running.is_empty() {
         return Err(failed(
-            format!("volume {name}: in use by running container(s) {}", running.join(", ")),
-            format!("stop them first (docker stop {}), then restore", running.join(" ")),
+            format!(
+                "volume {name}: in use by running container(s) {}",
+                running.join(", ")
+            ),
+            format!(
+                "stop them first (docker stop {}), then restore",
+                running.join(" ")
+            ),
         ));
     }
     let empty = is_empty(ctx, &name).await?;
@@ -273,11 +356,21 @@ async fn restore_existing(ctx: &Ctx<'_>, spec: VolumeSpec, encrypted: bool, shut
     if !empty && !users.is_empty() {
         let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
         return Err(failed(
-            format!("volume {name}: referenced by container(s) {}; it cannot be emptied and replaced", names.join(", ")),
-            format!("remove them first (docker rm {}; `docker compose down` keeps volumes)", names.join(" ")),
+            format!(
+                "volume {name}: referenced by container(s) {}; it cannot be emptied and replaced",
+                names.join(", ")
+            ),
+            format!(
+                "remove them first (docker rm {}; `docker compose down` keeps volumes)",
+                names.join(" ")
+            ),
         ));
     }
-    let rollback_encryption = if empty { None } else { Some(rollback_encryption(ctx, encrypted)?) };
+    let rollback_encryption = if empty {
+        None
+    } else {
+        Some(rollback_encryption(ctx, encrypted)?)
+    };
 
     tracing::info!(archive = %ctx.label, "checking the whole archive before writing to the volume");
     tokio::select! {
@@ -313,7 +406,11 @@ async fn restore_existing(ctx: &Ctx<'_>, spec: VolumeSpec, encrypted: bool, shut
         }
         tracing::error!(volume = %name, error = %format!("{e:#}"), "restore failed; putting the old content back from the rollback archive");
         let back_label = format!("rollback archive {}", rollback.display());
-        let back = Ctx { archive: &rollback, label: &back_label, ..*ctx };
+        let back = Ctx {
+            archive: &rollback,
+            label: &back_label,
+            ..*ctx
+        };
         let put_back = async {
             let _ = volume::remove(ctx.engine, &name).await;
             volume::create(ctx.engine, &spec).await?;
@@ -322,8 +419,10 @@ async fn restore_existing(ctx: &Ctx<'_>, spec: VolumeSpec, encrypted: bool, shut
         .await;
         match put_back {
             Ok(()) => tracing::info!(volume = %name, "the old content is back"),
-            Err(e2) => tracing::error!(volume = %name, rollback = %rollback.display(), error = %format!("{e2:#}"),
-                "cannot put the old content back; restore the rollback archive by hand"),
+            Err(e2) => {
+                tracing::error!(volume = %name, rollback = %rollback.display(), error = %format!("{e2:#}"),
+                "cannot put the old content back; restore the rollback archive by hand")
+            }
         }
     } else {
         tracing::info!(volume = %name, archive = %ctx.label, "restored");
@@ -374,19 +473,47 @@ fn rollback_encryption(ctx: &Ctx<'_>, encrypted: bool) -> Result<Encryption> {
 }
 
 /// Backs up the current content of the volume into the rollback directory.
-async fn write_rollback(ctx: &Ctx<'_>, spec: &VolumeSpec, encryption: Encryption) -> Result<PathBuf> {
+async fn write_rollback(
+    ctx: &Ctx<'_>,
+    spec: &VolumeSpec,
+    encryption: Encryption,
+) -> Result<PathBuf> {
     let dir = match (&ctx.plan.rollback_to, &ctx.plan.source) {
         (Some(d), _) => d.clone(),
-        (None, _) => ctx.archive.parent().unwrap_or(Path::new(".")).join(store::ROLLBACK_DIR),
+        (None, _) => ctx
+            .archive
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(store::ROLLBACK_DIR),
     };
-    let helper = helper::create(ctx.engine, ctx.image, &spec.name, Access::ReadOnly, &ctx.lease.id).await?;
+    let helper = helper::create(
+        ctx.engine,
+        ctx.image,
+        &spec.name,
+        Access::ReadOnly,
+        &ctx.lease.id,
+    )
+    .await?;
     let created = OffsetDateTime::now_utc();
     let header = backup::header_for(ctx.engine, spec, created);
     let progress = Progress::start(ctx.plan.progress, &format!("rollback {}", spec.name), None);
     let result = async {
         let encryptor = encryption.encryptor()?;
-        let settings = Settings { level: 3, allow_empty: true };
-        backup::write_to_dir(ctx.engine, &helper, &dir, header, encryptor, settings, progress.counter(), created).await
+        let settings = Settings {
+            level: 3,
+            allow_empty: true,
+        };
+        backup::write_to_dir(
+            ctx.engine,
+            &helper,
+            &dir,
+            header,
+            encryptor,
+            settings,
+            progress.counter(),
+            created,
+        )
+        .await
     }
     .await;
     helper.remove(ctx.engine).await;
@@ -396,10 +523,16 @@ async fn write_rollback(ctx: &Ctx<'_>, spec: &VolumeSpec, encryption: Encryption
 
 /// Whether a volume holds nothing but its root.
 async fn is_empty(ctx: &Ctx<'_>, name: &str) -> Result<bool> {
-    let helper = helper::create(ctx.engine, ctx.image, name, Access::ReadOnly, &ctx.lease.id).await?;
-    let opts = DownloadFromContainerOptions { path: format!("/{MOUNT_DIR}") };
+    let helper =
+        helper::create(ctx.engine, ctx.image, name, Access::ReadOnly, &ctx.lease.id).await?;
+    let opts = DownloadFromContainerOptions {
+        path: format!("/{MOUNT_DIR}"),
+    };
     let (tx, rx) = mpsc::channel(DEPTH);
-    let mut stream = ctx.engine.transfer.download_from_container(&helper.id, Some(opts));
+    let mut stream = ctx
+        .engine
+        .transfer
+        .download_from_container(&helper.id, Some(opts));
     let pump = async move {
         while let Some(item) = stream.next().await {
             let chunk = item.map_err(|e| io::Error::other(message_of(&e)));
@@ -427,8 +560,17 @@ async fn is_empty(ctx: &Ctx<'_>, name: &str) -> Result<bool> {
 /// Reads the whole archive and checks it, writing nothing.
 async fn check_archive(ctx: &Ctx<'_>) -> Result<Summary> {
     let size = std::fs::metadata(ctx.archive).map(|m| m.len()).ok();
-    let progress = Progress::start(ctx.plan.progress, &format!("check {}", file_name(ctx.archive)), size);
-    let (archive, keys, label, counter) = (ctx.archive.to_path_buf(), ctx.plan.keys.clone(), ctx.label.to_owned(), progress.counter());
+    let progress = Progress::start(
+        ctx.plan.progress,
+        &format!("check {}", file_name(ctx.archive)),
+        size,
+    );
+    let (archive, keys, label, counter) = (
+        ctx.archive.to_path_buf(),
+        ctx.plan.keys.clone(),
+        ctx.label.to_owned(),
+        progress.counter(),
+    );
     let summary = tokio::task::spawn_blocking(move || -> Result<Summary> {
         let reader = open_archive(&archive, &keys, &label, Some(counter))?;
         walk(reader, |entry, _| {
@@ -443,11 +585,16 @@ async fn check_archive(ctx: &Ctx<'_>) -> Result<Summary> {
 }
 
 fn climbs_out(name: &str) -> anyhow::Error {
-    failed(format!("archive entry {name:?} climbs out of the volume (..)"), "this archive was not made from a volume; extract it by hand")
+    failed(
+        format!("archive entry {name:?} climbs out of the volume (..)"),
+        "this archive was not made from a volume; extract it by hand",
+    )
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 async fn restore_into(ctx: &Ctx<'_>, volume: &str) -> Result<()> {
@@ -457,24 +604,45 @@ async fn restore_into(ctx: &Ctx<'_>, volume: &str) -> Result<()> {
 /// Streams the archive into `volume` through a read-write helper. With a
 /// `shutdown`, a signal aborts the stream (the caller then puts the volume
 /// back); without, the step runs to its end.
-async fn restore_into_with(ctx: &Ctx<'_>, volume: &str, keys: Keys, shutdown: Option<&Shutdown>) -> Result<()> {
-    let helper = helper::create(ctx.engine, ctx.image, volume, Access::ReadWrite, &ctx.lease.id).await?;
+async fn restore_into_with(
+    ctx: &Ctx<'_>,
+    volume: &str,
+    keys: Keys,
+    shutdown: Option<&Shutdown>,
+) -> Result<()> {
+    let helper = helper::create(
+        ctx.engine,
+        ctx.image,
+        volume,
+        Access::ReadWrite,
+        &ctx.lease.id,
+    )
+    .await?;
     let size = std::fs::metadata(ctx.archive).map(|m| m.len()).ok();
     let progress = Progress::start(ctx.plan.progress, &format!("restore {volume}"), size);
     let (tx, rx) = mpsc::channel(DEPTH);
-    let (archive, label, counter) = (ctx.archive.to_path_buf(), ctx.label.to_owned(), progress.counter());
+    let (archive, label, counter) = (
+        ctx.archive.to_path_buf(),
+        ctx.label.to_owned(),
+        progress.counter(),
+    );
     let work = tokio::task::spawn_blocking(move || -> Result<Summary> {
         let mut out = TarWriter::new(ChannelWriter::new(tx));
         let result = open_archive(&archive, &keys, &label, Some(counter)).and_then(|reader| {
             walk(reader, |entry, data| {
                 let mut e = entry.clone();
-                e.path = names::archive_to_engine(&entry.path).map_err(|_| climbs_out(&entry.path_lossy()))?;
+                e.path = names::archive_to_engine(&entry.path)
+                    .map_err(|_| climbs_out(&entry.path_lossy()))?;
                 if e.kind == EntryKind::HardLink {
                     if let Some(link) = &entry.link {
-                        e.link = Some(names::archive_to_engine(link).map_err(|_| climbs_out(&entry.path_lossy()))?);
+                        e.link = Some(
+                            names::archive_to_engine(link)
+                                .map_err(|_| climbs_out(&entry.path_lossy()))?,
+                        );
                     }
                 }
-                out.append(&e, data).with_context(|| format!("entry {:?}", entry.path_lossy()))?;
+                out.append(&e, data)
+                    .with_context(|| format!("entry {:?}", entry.path_lossy()))?;
                 Ok(())
             })
             .with_context(|| label.clone())
@@ -493,9 +661,17 @@ async fn restore_into_with(ctx: &Ctx<'_>, volume: &str, keys: Keys, shutdown: Op
             }
         }
     });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
-    let opts = UploadToContainerOptions { path: "/".to_owned(), ..Default::default() };
-    let upload = ctx.engine.transfer.upload_to_container(&helper.id, Some(opts), bollard::body_try_stream(body));
+    let body =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let opts = UploadToContainerOptions {
+        path: "/".to_owned(),
+        ..Default::default()
+    };
+    let upload = ctx.engine.transfer.upload_to_container(
+        &helper.id,
+        Some(opts),
+        bollard::body_try_stream(body),
+    );
     let both = async { tokio::join!(upload, work) };
     let joined = match shutdown {
         Some(sd) => tokio::select! {
@@ -508,7 +684,59 @@ async fn restore_into_with(ctx: &Ctx<'_>, volume: &str, keys: Keys, shutdown: Op
     progress.finish();
     let (uploaded, worked) = joined?;
     let summary = worked.context("the archive reader stopped unexpectedly")??;
-    uploaded.map_err(|e| failed(format!("volume {volume}: the daemon failed to extract the archive ({})", message_of(&e)), "see the daemon's log"))?;
-    tracing::debug!(volume, entries = summary.entries, bytes = summary.data_bytes, "archive extracted");
+    uploaded.map_err(|e| {
+        failed(
+            format!(
+                "volume {volume}: the daemon failed to extract the archive ({})",
+                message_of(&e)
+            ),
+            "see the daemon's log",
+        )
+    })?;
+    tracing::debug!(
+        volume,
+        entries = summary.entries,
+        bytes = summary.data_bytes,
+        "archive extracted"
+    );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_driver_options_are_recognised() {
+        assert!(is_external_option("device", "/srv/data"));
+        assert!(is_external_option("o", "addr=10.0.0.1,rw,bind"));
+        assert!(is_external_option("type", "nfs4"));
+        assert!(is_external_option("type", "cifs"));
+        assert!(!is_external_option("type", "tmpfs"));
+        assert!(!is_external_option("device", "tmpfs"));
+        assert!(!is_external_option("o", "size=100m"));
+    }
+
+    #[test]
+    fn c11_labels_are_kept_and_external_options_need_the_flag() {
+        let h = Header {
+            format: 1,
+            volume: "v".into(),
+            labels: BTreeMap::from([("com.docker.compose.project".into(), "shop".into())]),
+            driver: "local".into(),
+            driver_options: BTreeMap::from([
+                ("type".into(), "nfs".into()),
+                ("device".into(), ":/export".into()),
+            ]),
+            daemon: "d".into(),
+            created: String::new(),
+            tool: String::new(),
+        };
+        let plain = spec_from_header("new", Some(&h), false);
+        assert_eq!(plain.labels, h.labels);
+        assert!(plain.options.is_empty());
+        let full = spec_from_header("new", Some(&h), true);
+        assert_eq!(full.options, h.driver_options);
+        assert_eq!(full.name, "new");
+    }
 }

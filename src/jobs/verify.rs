@@ -41,14 +41,25 @@ struct Content {
 pub fn run(plan: Plan) -> Result<Exit> {
     let path = &plan.archive;
     if !path.is_file() {
-        return Err(crate::error::failed(format!("archive {}: not found", path.display()), "check the path"));
+        return Err(crate::error::failed(
+            format!("archive {}: not found", path.display()),
+            "check the path",
+        ));
     }
     let with_key = !plan.keys.identity_files.is_empty()
         || plan.keys.passphrase_file.is_some()
         || std::env::var(crate::archive::crypto::PASSPHRASE_ENV).is_ok_and(|p| !p.is_empty());
     let sidecar = check_sidecar(path, with_key)?;
-    let content = if with_key { Some(check_content(path, &plan.keys)?) } else { None };
-    let report = Report { archive: path.clone(), sidecar, content };
+    let content = if with_key {
+        Some(check_content(path, &plan.keys)?)
+    } else {
+        None
+    };
+    let report = Report {
+        archive: path.clone(),
+        sidecar,
+        content,
+    };
     match plan.format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         OutputFormat::Text => {
@@ -75,7 +86,10 @@ fn check_sidecar(path: &Path, with_key: bool) -> Result<Option<String>> {
     let Some(side) = store::read_sidecar(path) else {
         if store::sidecar_path(path).exists() {
             return Err(integrity(
-                format!("sidecar {}: unreadable", store::sidecar_path(path).display()),
+                format!(
+                    "sidecar {}: unreadable",
+                    store::sidecar_path(path).display()
+                ),
                 "the sidecar is damaged; verify with a key (-i) to check the archive itself",
             ));
         }
@@ -83,21 +97,32 @@ fn check_sidecar(path: &Path, with_key: bool) -> Result<Option<String>> {
             return Ok(None);
         }
         return Err(integrity(
-            format!("archive {}: no sidecar, so there is no checksum to compare without a key", path.display()),
+            format!(
+                "archive {}: no sidecar, so there is no checksum to compare without a key",
+                path.display()
+            ),
             "pass -i IDENTITY to decrypt and check the whole archive",
         ));
     };
-    let (size, sha) = digest::sha256_file(path)
-        .map_err(|e| crate::error::failed(format!("archive {}: {e}", path.display()), "check the path"))?;
+    let (size, sha) = digest::sha256_file(path).map_err(|e| {
+        crate::error::failed(format!("archive {}: {e}", path.display()), "check the path")
+    })?;
     if size != side.size {
         return Err(integrity(
-            format!("archive {}: {size} bytes, its sidecar says {}", path.display(), side.size),
+            format!(
+                "archive {}: {size} bytes, its sidecar says {}",
+                path.display(),
+                side.size
+            ),
             "the archive is truncated or was changed; use another backup",
         ));
     }
     if sha != side.sha256 {
         return Err(integrity(
-            format!("archive {}: SHA-256 differs from its sidecar's", path.display()),
+            format!(
+                "archive {}: SHA-256 differs from its sidecar's",
+                path.display()
+            ),
             "the archive is damaged or was changed; use another backup",
         ));
     }
@@ -117,7 +142,10 @@ fn check_content(path: &Path, keys: &Keys) -> Result<Content> {
         // A failed read of the content is an integrity failure, whatever layer saw it.
         match find_user_error(&e).map(|u| u.kind) {
             Some(Kind::Integrity) => e,
-            _ => integrity(format!("archive {label}: {e:#}"), "the archive is damaged; use another backup"),
+            _ => integrity(
+                format!("archive {label}: {e:#}"),
+                "the archive is damaged; use another backup",
+            ),
         }
     })?;
     Ok(Content {

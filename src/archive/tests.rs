@@ -1,0 +1,169 @@
+//! The whole archive pipeline without Docker: writer to reader, and every
+//! way an archive can be damaged.
+
+use std::io::Read;
+
+use super::crypto::{Decryption, Encryption};
+use super::meta::{Header, FORMAT_VERSION};
+use super::tarstream::{Entry, EntryKind};
+use super::{walk, ArchiveReader, ArchiveWriter};
+
+fn header() -> Header {
+    Header {
+        format: FORMAT_VERSION,
+        volume: "v".into(),
+        labels: Default::default(),
+        driver: "local".into(),
+        driver_options: Default::default(),
+        daemon: "d".into(),
+        created: "2026-12-04T00:00:00.000Z".into(),
+        tool: "test".into(),
+    }
+}
+
+fn entry(path: &str, kind: EntryKind, size: u64) -> Entry {
+    Entry {
+        path: path.as_bytes().to_vec(),
+        kind,
+        mode: 0o644,
+        uid: 999,
+        gid: 999,
+        uname: Vec::new(),
+        gname: Vec::new(),
+        mtime: 1_700_000_000,
+        size,
+        link: None,
+        dev_major: 0,
+        dev_minor: 0,
+        xattrs: Vec::new(),
+    }
+}
+
+fn keys() -> (age::x25519::Identity, Decryption) {
+    let id = age::x25519::Identity::generate();
+    let dec = Decryption {
+        identities: vec![Box::new(id.clone())],
+        passphrase: None,
+        own_recipients: Vec::new(),
+        without_recipient: Vec::new(),
+    };
+    (id, dec)
+}
+
+fn archive(enc: &Encryption) -> Vec<u8> {
+    let mut w = ArchiveWriter::new(Vec::new(), enc.encryptor().unwrap(), &header(), 3, 0).unwrap();
+    w.append(&entry("./", EntryKind::Dir, 0), &mut std::io::empty())
+        .unwrap();
+    let data: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    w.append(
+        &entry("./data", EntryKind::File, data.len() as u64),
+        &mut &data[..],
+    )
+    .unwrap();
+    w.finish().unwrap().inner
+}
+
+fn read_all(bytes: Vec<u8>, dec: &Decryption) -> anyhow::Result<super::Summary> {
+    let r = ArchiveReader::open(Box::new(std::io::Cursor::new(bytes)), dec, "test")?;
+    walk(r, |_, data| {
+        std::io::copy(data, &mut std::io::sink())?;
+        Ok(())
+    })
+}
+
+#[test]
+fn encrypted_archive_round_trips_with_header_and_trailer() {
+    let (id, dec) = keys();
+    let bytes = archive(&Encryption::Recipients(vec![Box::new(id.to_public())]));
+    let s = read_all(bytes, &dec).unwrap();
+    assert_eq!(s.entries, 2);
+    assert_eq!(s.data_bytes, 300_000);
+    assert_eq!(s.header.unwrap().volume, "v");
+    assert_eq!(s.trailer.unwrap().tar_sha256, s.tar_sha256);
+}
+
+#[test]
+fn wrong_key_fails_at_open() {
+    let (id, _) = keys();
+    let (_, other) = keys();
+    let bytes = archive(&Encryption::Recipients(vec![Box::new(id.to_public())]));
+    let err = ArchiveReader::open(Box::new(std::io::Cursor::new(bytes)), &other, "test")
+        .err()
+        .unwrap();
+    assert!(format!("{err:#}").contains("wrong key"), "{err:#}");
+}
+
+#[test]
+fn damaged_last_chunk_is_an_error() {
+    let (id, dec) = keys();
+    let mut bytes = archive(&Encryption::Recipients(vec![Box::new(id.to_public())]));
+    let n = bytes.len();
+    bytes[n - 40] ^= 0x55;
+    assert!(read_all(bytes, &dec).is_err());
+}
+
+#[test]
+fn truncated_archives_are_errors_at_every_length() {
+    let bytes = archive(&Encryption::None);
+    let (_, dec) = keys();
+    // Every cut, in steps that cross the frames' and the tar's boundaries.
+    for cut in (0..bytes.len()).step_by(97).chain([bytes.len() - 1]) {
+        let r = read_all(bytes[..cut].to_vec(), &dec);
+        assert!(r.is_err(), "a cut at {cut} of {} was accepted", bytes.len());
+    }
+    assert!(read_all(bytes, &dec).is_ok());
+}
+
+#[test]
+fn unencrypted_trailer_mismatch_is_an_integrity_error() {
+    // Rewrite the trailer so its digest no longer matches the tar.
+    let mut bytes = archive(&Encryption::None);
+    let pos = bytes.windows(10).rposition(|w| w == b"tar_sha256").unwrap();
+    let hex_start = pos + 13;
+    bytes[hex_start] = if bytes[hex_start] == b'0' { b'1' } else { b'0' };
+    let (_, dec) = keys();
+    let err = read_all(bytes, &dec).unwrap_err();
+    assert_eq!(crate::error::exit_for(&err), crate::error::Exit::Integrity);
+    assert!(format!("{err:#}").contains("trailer"), "{err:#}");
+}
+
+#[test]
+fn standard_zstd_of_a_tar_without_frames_is_read() {
+    // C16: what `tar | zstd` makes, several frames included.
+    let mut tar = super::tarstream::TarWriter::new(Vec::new());
+    tar.append(&entry("./", EntryKind::Dir, 0), &mut std::io::empty())
+        .unwrap();
+    tar.append(&entry("./x", EntryKind::File, 3), &mut &b"abc"[..])
+        .unwrap();
+    let tar = tar.finish().unwrap();
+    let (a, b) = tar.split_at(700);
+    let mut z = zstd::encode_all(a, 3).unwrap();
+    z.extend(zstd::encode_all(b, 3).unwrap());
+    let (_, dec) = keys();
+    let s = read_all(z, &dec).unwrap();
+    assert_eq!(s.entries, 2);
+    assert!(s.header.is_none() && s.trailer.is_none());
+}
+
+#[test]
+fn passphrase_archives_need_the_passphrase() {
+    let pass = age::secrecy::SecretString::from("correct horse".to_owned());
+    let bytes = archive(&Encryption::Passphrase(pass.clone()));
+    let (_, none) = keys();
+    let err = ArchiveReader::open(Box::new(std::io::Cursor::new(bytes.clone())), &none, "t")
+        .err()
+        .unwrap();
+    assert!(format!("{err:#}").contains("passphrase"));
+    let with = Decryption {
+        identities: Vec::new(),
+        passphrase: Some(pass),
+        own_recipients: Vec::new(),
+        without_recipient: Vec::new(),
+    };
+    let mut r = ArchiveReader::open(Box::new(std::io::Cursor::new(bytes)), &with, "t").unwrap();
+    let mut sink = Vec::new();
+    r.read_to_end(&mut sink).unwrap();
+    assert!(!sink.is_empty());
+}
