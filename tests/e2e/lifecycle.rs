@@ -1,0 +1,278 @@
+//! What a run leaves behind on the daemon and on disk: signals, locks and
+//! the leftovers of runs that died.
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use crate::common::{
+    assert_no_leftovers, backup, docker, docker_ok, files_under, fill, path_str, volsafe,
+    volsafe_command, AgeKey, Volume,
+};
+use crate::fixtures;
+
+/// Polls until `cond` holds, for at most `secs` seconds.
+fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn partial_exists(dest: &Path) -> bool {
+    files_under(dest)
+        .iter()
+        .any(|p| p.to_string_lossy().ends_with(".partial"))
+}
+
+fn lock_exists(volume: &str) -> bool {
+    docker(&["inspect", &format!("volsafe-lock-{volume}")])
+        .status
+        .success()
+}
+
+fn spawn_backup(volume: &str, dest: &Path, key: &AgeKey, extra: &[&str]) -> Child {
+    let mut args = vec![
+        "backup",
+        volume,
+        "--to",
+        path_str(dest),
+        "-r",
+        &key.recipient,
+    ];
+    args.extend_from_slice(extra);
+    volsafe_command(&args).spawn().expect("spawn volsafe")
+}
+
+fn finish(child: Child) -> (Option<i32>, String) {
+    let out = child.wait_with_output().expect("wait volsafe");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Lease containers whose holder label names this process id.
+fn leases_of(pid: u32) -> Vec<String> {
+    let out = docker_ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=io.volsafe.role=lease",
+        "--format",
+        "{{.Names}} {{.Label \"io.volsafe.holder\"}}",
+    ]);
+    let needle = format!("pid {pid} ");
+    out.lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A signal in the middle of the stream: exit 130/143 after cleanup, with no
+/// partial file, no helper, no lock and no lease left.
+fn signal_mid_backup(signal: &str, code: i32) {
+    let volume = Volume::new("sig");
+    fill(&volume, &fixtures::random_file(400));
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let child = spawn_backup(volume.name(), dest.path(), &key, &[]);
+    let pid = child.id();
+    wait_for(60, "the partial archive", || partial_exists(dest.path()));
+    let kill = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let (status, stderr) = finish(child);
+    assert_eq!(status, Some(code), "exit status after {signal}\n{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let files = files_under(dest.path());
+    assert!(files.is_empty(), "files left after {signal}: {files:?}");
+    assert_no_leftovers(volume.name());
+    assert!(!lock_exists(volume.name()), "lock left after {signal}");
+    assert!(
+        leases_of(pid).is_empty(),
+        "lease left: {:?}",
+        leases_of(pid)
+    );
+}
+
+#[test]
+fn ctrl_c_mid_backup_cleans_up_and_exits_130() {
+    signal_mid_backup("-INT", 130);
+}
+
+#[test]
+fn sigterm_mid_backup_cleans_up_and_exits_143() {
+    signal_mid_backup("-TERM", 143);
+}
+
+/// A signal while a new volume is being filled: the volume is removed again.
+#[test]
+fn ctrl_c_mid_restore_removes_the_new_volume() {
+    let source = Volume::new("sigsrc");
+    fill(&source, &fixtures::random_file(400));
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let archive = backup(source.name(), dest.path(), &key, &[]);
+    let target = Volume::reserve("sigdst");
+    let args = [
+        "restore",
+        path_str(&archive),
+        "--volume",
+        target.name(),
+        "-i",
+        key.identity(),
+    ];
+    let child = volsafe_command(&args).spawn().unwrap();
+    let pid = child.id();
+    wait_for(60, "the target volume", || target.exists());
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let (status, stderr) = finish(child);
+    if status == Some(0) {
+        // The restore won the race: then it must be complete.
+        return;
+    }
+    assert_eq!(status, Some(130), "{stderr}");
+    assert!(!target.exists(), "the half-restored volume is still there");
+    assert_no_leftovers(target.name());
+}
+
+/// Removes the given containers when dropped.
+struct Containers(Vec<String>);
+
+impl Drop for Containers {
+    fn drop(&mut self) {
+        for c in &self.0 {
+            docker(&["rm", "-f", c]);
+        }
+    }
+}
+
+fn fake(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut args = vec![
+        "create".to_owned(),
+        "--name".to_owned(),
+        name.to_owned(),
+        "--network".to_owned(),
+        "none".to_owned(),
+    ];
+    for (k, v) in labels {
+        args.push("--label".to_owned());
+        args.push(format!("{k}={v}"));
+    }
+    args.push("volsafe-helper:1".to_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker_ok(&args);
+    name.to_owned()
+}
+
+/// Invariant 4: a later run removes helpers whose owner's lease is gone, and
+/// never those of a run that is still alive.
+#[test]
+fn leftovers_of_dead_runs_are_removed_and_live_ones_kept() {
+    let volume = Volume::new("sweep");
+    fill(&volume, "echo x > /v/x");
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    // The first backup makes sure volsafe's helper image exists.
+    backup(volume.name(), dest.path(), &key, &[]);
+
+    let tag = crate::common::unique_name("owner").replace('-', "");
+    let (dead, live) = (format!("dead{tag}"), format!("live{tag}"));
+    let vol = volume.name();
+    let guard = Containers(vec![
+        fake(
+            &format!("vstest-dead-helper-{tag}"),
+            &[
+                ("io.volsafe.role", "helper"),
+                ("io.volsafe.owner", &dead),
+                ("io.volsafe.volume", vol),
+            ],
+        ),
+        fake(
+            &format!("volsafe-lease-{live}"),
+            &[("io.volsafe.role", "lease"), ("io.volsafe.owner", &live)],
+        ),
+        fake(
+            &format!("vstest-live-helper-{tag}"),
+            &[
+                ("io.volsafe.role", "helper"),
+                ("io.volsafe.owner", &live),
+                ("io.volsafe.volume", vol),
+            ],
+        ),
+    ]);
+    backup(volume.name(), dest.path(), &key, &[]);
+    let exists = |n: &str| docker(&["inspect", n]).status.success();
+    assert!(
+        !exists(&guard.0[0]),
+        "the dead run's helper was not removed"
+    );
+    assert!(exists(&guard.0[1]), "a live run's lease was removed");
+    assert!(exists(&guard.0[2]), "a live run's helper was removed");
+}
+
+/// C17: two backups of one volume at once take turns; both archives exist
+/// under distinct names.
+#[test]
+fn c17_concurrent_backups_of_one_volume_take_turns() {
+    let volume = Volume::new("turns");
+    fill(&volume, &fixtures::random_file(150));
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let a = spawn_backup(volume.name(), dest.path(), &key, &[]);
+    let b = spawn_backup(volume.name(), dest.path(), &key, &[]);
+    let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        oa.status.success(),
+        "{}",
+        String::from_utf8_lossy(&oa.stderr)
+    );
+    assert!(
+        ob.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ob.stderr)
+    );
+    let (pa, pb) = (
+        String::from_utf8_lossy(&oa.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&ob.stdout).trim().to_owned(),
+    );
+    assert_ne!(pa, pb);
+    assert!(Path::new(&pa).is_file() && Path::new(&pb).is_file());
+    assert!(!lock_exists(volume.name()));
+}
+
+/// A backup that cannot get the lock in time names the holder.
+#[test]
+fn busy_volume_lock_names_the_holder() {
+    let volume = Volume::new("busy");
+    fill(&volume, &fixtures::random_file(400));
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let first = spawn_backup(volume.name(), dest.path(), &key, &[]);
+    let pid = first.id();
+    wait_for(60, "the lock", || lock_exists(volume.name()));
+    let other = tempfile::tempdir().unwrap();
+    let run = volsafe(&[
+        "backup",
+        volume.name(),
+        "--to",
+        path_str(other.path()),
+        "-r",
+        &key.recipient,
+        "--lock-wait",
+        "0",
+    ]);
+    let (status, stderr) = finish(first);
+    assert_eq!(status, Some(0), "{stderr}");
+    run.assert_fails(1, "another backup is running");
+    run.assert_fails(1, &format!("pid {pid} "));
+    assert!(files_under(other.path()).is_empty());
+}
