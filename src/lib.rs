@@ -48,9 +48,34 @@ pub fn init_logging(cli: &Cli) {
     };
 }
 
+/// Marks a write to stdout that failed because the reader went away or the
+/// output is full; `main` exits quietly on a closed pipe.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout: {0}")]
+pub struct StdoutError(pub std::io::Error);
+
+/// Writes one line of results to stdout. A closed pipe is an error, not a panic.
+pub fn out_line(line: impl std::fmt::Display) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| StdoutError(e).into())
+}
+
+/// Whether an error is stdout's reader going away (`volsafe list | head`).
+pub fn is_closed_stdout(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<StdoutError>()
+            .is_some_and(|e| e.0.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Prints an error the way every volsafe command does: `volsafe: ` and the
 /// whole context chain on one line, then the hint.
 pub fn report_error(err: &anyhow::Error) {
+    if is_closed_stdout(err) {
+        return;
+    }
     let mut stderr = std::io::stderr().lock();
     let _ = writeln!(stderr, "volsafe: {err:#}");
     if let Some(hint) = find_user_error(err).and_then(|u| u.hint.as_deref()) {
