@@ -131,6 +131,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
                 keys: restore::Keys {
                     identity_files: a.identities,
                     passphrase_file: a.passphrase_file,
+                    inline: None,
                 },
                 replace: a.replace,
                 rollback_to: a.rollback_to,
@@ -154,6 +155,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
             let keys = restore::Keys {
                 identity_files: a.identities,
                 passphrase_file: a.passphrase_file,
+                    inline: None,
             };
             let plan = verify::Plan {
                 archive: a.archive,

@@ -53,17 +53,7 @@ pub struct Sidecar {
 
 /// `20261204T031500.123Z`: the time in archive names.
 pub fn name_time(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    rfc3339_millis(t).replace(['-', ':'], "")
 }
 
 /// `2026-12-04T03:15:00.123Z`: the time in headers and sidecars.
@@ -109,7 +99,8 @@ pub fn make_dir(dir: &Path) -> Result<()> {
         .map_err(|e| dest_error(dir, &e))
 }
 
-fn dest_error(path: &Path, e: &io::Error) -> anyhow::Error {
+/// A destination error that names the path and says what to do.
+pub fn dest_error(path: &Path, e: &io::Error) -> anyhow::Error {
     let hint = match e.raw_os_error() {
         Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
             "choose a directory this user can write to, or fix its permissions"
@@ -185,11 +176,6 @@ impl Pending {
             &serde_json::to_vec_pretty(sidecar)?,
         )?;
         Ok(self.path.clone())
-    }
-
-    /// Removes the partial file.
-    pub fn abort(self) {
-        // Drop does it.
     }
 }
 

@@ -53,6 +53,27 @@ pub struct Written<W> {
     pub trailer: Trailer,
 }
 
+impl<W> Written<W> {
+    /// Separates the inner writer from the facts about what was written.
+    pub fn split(self) -> (W, Written<()>) {
+        let Written {
+            inner,
+            file_bytes,
+            file_sha256,
+            trailer,
+        } = self;
+        (
+            inner,
+            Written {
+                inner: (),
+                file_bytes,
+                file_sha256,
+                trailer,
+            },
+        )
+    }
+}
+
 /// A streaming archive writer.
 pub struct ArchiveWriter<W: Write> {
     tar: TarWriter<DigestWriter<zstd::stream::write::Encoder<'static, Sink<W>>>>,

@@ -9,17 +9,14 @@
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use bollard::query_parameters::DownloadFromContainerOptions;
-use futures_util::StreamExt;
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
 
-use super::bridge::{ChannelReader, DEPTH};
+use super::bridge::{self, ChannelReader};
 use crate::archive::crypto::Encryption;
 use crate::archive::meta::{Header, FORMAT_VERSION};
 use crate::archive::names::{self, MOUNT_DIR};
@@ -28,7 +25,7 @@ use crate::archive::{ArchiveWriter, EntryData, Written};
 use crate::engine::helper::{self, Access, Helper};
 use crate::engine::lease::{self, Lease};
 use crate::engine::volume::{self, VolumeSpec};
-use crate::engine::{message_of, Engine};
+use crate::engine::Engine;
 use crate::error::{failed, interrupted, usage, Exit};
 use crate::progress::{self, Progress};
 use crate::shutdown::Shutdown;
@@ -128,9 +125,11 @@ async fn backup_one(
     plan: &Plan,
     shutdown: &Shutdown,
 ) -> Result<Option<PathBuf>> {
-    let spec = volume::require(engine, name).await?;
+    // Lock first, then inspect: a volume removed while we waited for the
+    // lock must not be recreated empty by the helper's mount.
     let lock = lease::lock(engine, image, name, lease, plan.lock_wait, shutdown).await?;
     let result = async {
+        let spec = volume::require(engine, name).await?;
         let helper = helper::create(engine, image, name, Access::ReadOnly, &lease.id).await?;
         let result = tokio::select! {
             r = write_archive(engine, &helper, &spec, plan) => r,
@@ -144,89 +143,106 @@ async fn backup_one(
     result
 }
 
-/// The archive's header for a volume as inspected now.
-pub fn header_for(engine: &Engine, spec: &VolumeSpec, created: OffsetDateTime) -> Header {
-    Header {
-        format: FORMAT_VERSION,
-        volume: spec.name.clone(),
-        labels: spec.labels.clone(),
-        driver: spec.driver.clone(),
-        driver_options: spec.options.clone(),
-        daemon: engine.name.clone(),
-        created: store::rfc3339_millis(created),
-        tool: tool_version(),
-    }
-}
-
-pub fn tool_version() -> String {
-    format!("volsafe {}", env!("CARGO_PKG_VERSION"))
-}
-
 async fn write_archive(
     engine: &Engine,
     helper: &Helper,
     spec: &VolumeSpec,
     plan: &Plan,
 ) -> Result<Option<PathBuf>> {
-    let created = OffsetDateTime::now_utc();
-    let header = header_for(engine, spec, created);
     let encryptor = plan.encryption.encryptor()?;
-    let progress = Progress::start(plan.progress, &spec.name, None);
     let settings = Settings {
         level: plan.level,
         allow_empty: plan.allow_empty,
     };
-    match &plan.dest {
+    let job = NewArchive::new(engine, spec, encryptor, settings);
+    let progress = Progress::start(plan.progress, &spec.name, None);
+    let path = match &plan.dest {
         Dest::Stdout => {
             let out = Output::Stdout(io::stdout());
-            stream_volume(
-                engine,
-                helper,
-                out,
-                encryptor,
-                header,
-                settings,
-                progress.counter(),
-            )
-            .await?;
-            progress.finish();
-            Ok(None)
+            stream_volume(engine, helper, out, job, progress.counter()).await?;
+            None
         }
         Dest::Dir(root) => {
             let dir = store::volume_dir(root, &engine.name, &spec.name);
             store::make_dir(&dir)?;
             store::clean_stale(&dir, &spec.name);
-            let path = write_to_dir(
-                engine,
-                helper,
-                &dir,
-                header,
-                encryptor,
-                settings,
-                progress.counter(),
-                created,
-            )
-            .await?;
-            progress.finish();
-            Ok(Some(path))
+            Some(write_to_dir(engine, helper, &dir, job, progress.counter()).await?)
+        }
+    };
+    progress.finish();
+    Ok(path)
+}
+
+/// Everything a new archive of one volume needs besides the bytes.
+pub struct NewArchive {
+    pub header: Header,
+    pub created: OffsetDateTime,
+    pub encryptor: Option<age::Encryptor>,
+    pub settings: Settings,
+}
+
+impl NewArchive {
+    /// The archive of `spec` as inspected now. An unencrypted archive
+    /// carries no driver option that looks like a credential.
+    pub fn new(
+        engine: &Engine,
+        spec: &VolumeSpec,
+        encryptor: Option<age::Encryptor>,
+        settings: Settings,
+    ) -> Self {
+        let created = OffsetDateTime::now_utc();
+        let mut header = Header {
+            format: FORMAT_VERSION,
+            volume: spec.name.clone(),
+            labels: spec.labels.clone(),
+            driver: spec.driver.clone(),
+            driver_options: spec.options.clone(),
+            daemon: engine.name.clone(),
+            created: store::rfc3339_millis(created),
+            tool: tool_version(),
+        };
+        if encryptor.is_none() {
+            let before = header.driver_options.len();
+            header.driver_options.retain(|k, v| !looks_secret(k, v));
+            if header.driver_options.len() != before {
+                tracing::warn!(volume = %spec.name,
+                    "credentials in the volume's driver options are left out of the unencrypted archive");
+            }
+        }
+        NewArchive {
+            header,
+            created,
+            encryptor,
+            settings,
         }
     }
 }
 
+/// A driver option that holds a credential (CIFS `password=`, `pass=`).
+fn looks_secret(key: &str, value: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("pass")
+        || key.contains("secret")
+        || value.split(',').any(|o| {
+            o.to_ascii_lowercase().starts_with("password=")
+                || o.to_ascii_lowercase().starts_with("pass=")
+        })
+}
+
+pub fn tool_version() -> String {
+    format!("volsafe {}", env!("CARGO_PKG_VERSION"))
+}
+
 /// Streams a volume into a new archive in `dir` and commits it.
-#[allow(clippy::too_many_arguments)]
 pub async fn write_to_dir(
     engine: &Engine,
     helper: &Helper,
     dir: &std::path::Path,
-    header: Header,
-    encryptor: Option<age::Encryptor>,
-    settings: Settings,
+    job: NewArchive,
     counter: Arc<AtomicU64>,
-    created: OffsetDateTime,
 ) -> Result<PathBuf> {
-    let encrypted = encryptor.is_some();
-    let mut pending = store::create(dir, &helper.volume, created, encrypted)?;
+    let encrypted = job.encryptor.is_some();
+    let mut pending = store::create(dir, &helper.volume, job.created, encrypted)?;
     let file = pending
         .file
         .take()
@@ -235,47 +251,34 @@ pub async fn write_to_dir(
         BufWriter::with_capacity(1 << 20, file),
         pending.path.clone(),
     );
-    let volume = header.volume.clone();
-    let daemon = header.daemon.clone();
-    let created_s = header.created.clone();
-    let written =
-        match stream_volume(engine, helper, out, encryptor, header, settings, counter).await {
-            Ok(w) => w,
-            Err(e) => {
-                pending.abort();
-                return Err(e);
-            }
-        };
     let sidecar = Sidecar {
         format: FORMAT_VERSION,
-        volume,
-        daemon,
-        created: created_s,
+        volume: job.header.volume.clone(),
+        daemon: job.header.daemon.clone(),
+        created: job.header.created.clone(),
         archive: pending
             .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        size: written.file_bytes,
-        sha256: written.file_sha256.clone(),
+        size: 0,
+        sha256: String::new(),
         tool: tool_version(),
         encrypted,
-        entries: written.trailer.entries,
+        entries: 0,
     };
-    let path = pending.path.clone();
-    match pending.commit(&sidecar) {
-        Ok(p) => {
-            tracing::info!(volume = %sidecar.volume, path = %p.display(), entries = written.trailer.entries,
-                bytes = written.file_bytes, "backup committed");
-            Ok(p)
-        }
-        Err(e) => {
-            // The archive may already carry its final name; without a sidecar
-            // it is an incomplete backup, so remove it rather than leave it.
-            let _ = std::fs::remove_file(&path);
-            Err(e)
-        }
-    }
+    // On error the pending archive is dropped, which removes the partial file.
+    let written = stream_volume(engine, helper, out, job, counter).await?;
+    let sidecar = Sidecar {
+        size: written.file_bytes,
+        sha256: written.file_sha256.clone(),
+        entries: written.trailer.entries,
+        ..sidecar
+    };
+    let path = pending.commit(&sidecar)?;
+    tracing::info!(volume = %sidecar.volume, path = %path.display(), entries = sidecar.entries,
+        bytes = sidecar.size, "backup committed");
+    Ok(path)
 }
 
 /// Knobs of the archive writer.
@@ -291,19 +294,57 @@ pub enum Output {
     Stdout(io::Stdout),
 }
 
+/// A write to the destination failed: the destination's fault, not the
+/// daemon's, whatever layer (zstd, age) it surfaced through.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+struct DestWrite {
+    path: String,
+    source: io::Error,
+}
+
+impl Output {
+    fn dest_error(&self, e: io::Error) -> io::Error {
+        let path = match self {
+            Output::File(_, p) => p.display().to_string(),
+            Output::Stdout(_) => "stdout".to_owned(),
+        };
+        io::Error::new(e.kind(), DestWrite { path, source: e })
+    }
+}
+
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
+        let r = match self {
             Output::File(f, _) => f.write(buf),
             Output::Stdout(s) => s.write(buf),
-        }
+        };
+        r.map_err(|e| self.dest_error(e))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self {
+        let r = match self {
             Output::File(f, _) => f.flush(),
             Output::Stdout(s) => s.flush(),
+        };
+        r.map_err(|e| self.dest_error(e))
+    }
+}
+
+/// Turns an error whose cause was the destination into a destination error
+/// with a hint, so a full disk is not blamed on the daemon.
+fn explain_dest(err: anyhow::Error) -> anyhow::Error {
+    let dest = err.chain().find_map(|c| {
+        c.downcast_ref::<io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<DestWrite>())
+    });
+    match dest {
+        Some(d) if d.path == "stdout" => {
+            crate::StdoutError(io::Error::new(d.source.kind(), d.source.to_string())).into()
         }
+        Some(d) => store::dest_error(std::path::Path::new(&d.path), &d.source),
+        None => err,
     }
 }
 
@@ -335,39 +376,13 @@ pub async fn stream_volume(
     engine: &Engine,
     helper: &Helper,
     out: Output,
-    encryptor: Option<age::Encryptor>,
-    header: Header,
-    settings: Settings,
+    job: NewArchive,
     counter: Arc<AtomicU64>,
 ) -> Result<Written<()>> {
-    let (tx, rx) = mpsc::channel(DEPTH);
     let volume = helper.volume.clone();
-    let pump = {
-        let opts = DownloadFromContainerOptions {
-            path: format!("/{MOUNT_DIR}"),
-        };
-        let mut stream = engine
-            .transfer
-            .download_from_container(&helper.id, Some(opts));
-        let counter = counter.clone();
-        async move {
-            while let Some(item) = stream.next().await {
-                if let Ok(bytes) = &item {
-                    counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                }
-                let chunk = item.map_err(|e| {
-                    io::Error::other(format!("the daemon's stream failed: {}", message_of(&e)))
-                });
-                let stop = chunk.is_err();
-                if tx.send(chunk).await.is_err() || stop {
-                    break;
-                }
-            }
-        }
-    };
-    let work = tokio::task::spawn_blocking(move || {
-        reframe(ChannelReader::new(rx), out, encryptor, &header, settings)
-    });
+    let (pump, input) =
+        bridge::download(engine, &helper.id, &format!("/{MOUNT_DIR}"), Some(counter));
+    let work = tokio::task::spawn_blocking(move || reframe(input, out, job).map_err(explain_dest));
     let ((), joined) = tokio::join!(pump, work);
     let written = joined.context("the archive writer stopped unexpectedly")?;
     written.with_context(|| format!("volume {volume}"))
@@ -375,17 +390,12 @@ pub async fn stream_volume(
 
 /// Reads the Engine's tar, renames each entry relative to the volume root,
 /// and writes the archive. Runs on a blocking thread.
-fn reframe(
-    input: ChannelReader,
-    out: Output,
-    encryptor: Option<age::Encryptor>,
-    header: &Header,
-    settings: Settings,
-) -> Result<Written<()>> {
+fn reframe(input: ChannelReader, out: Output, job: NewArchive) -> Result<Written<()>> {
+    let settings = job.settings;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1);
-    let mut writer = ArchiveWriter::new(out, encryptor, header, settings.level, threads)?;
+    let mut writer = ArchiveWriter::new(out, job.encryptor, &job.header, settings.level, threads)?;
     let mut tar = TarReader::new(input);
     while let Some(mut entry) = tar
         .next_entry()
@@ -424,17 +434,7 @@ fn reframe(
         ));
     }
     let written = writer.finish()?;
-    let Written {
-        inner,
-        file_bytes,
-        file_sha256,
-        trailer,
-    } = written;
-    inner.finish()?;
-    Ok(Written {
-        inner: (),
-        file_bytes,
-        file_sha256,
-        trailer,
-    })
+    let (out, written) = written.split();
+    out.finish()?;
+    Ok(written)
 }

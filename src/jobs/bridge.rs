@@ -108,3 +108,40 @@ impl Write for ChannelWriter {
         self.send()
     }
 }
+
+/// Streams `path` out of a helper container into a bounded channel. The
+/// returned future must be polled (joined with the reader's work) for bytes
+/// to flow; a daemon error arrives as an error, never as a clean end.
+pub fn download(
+    engine: &crate::engine::Engine,
+    container: &str,
+    path: &str,
+    counter: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+) -> (impl std::future::Future<Output = ()>, ChannelReader) {
+    use futures_util::StreamExt;
+    let (tx, rx) = mpsc::channel(DEPTH);
+    let opts = bollard::query_parameters::DownloadFromContainerOptions {
+        path: path.to_owned(),
+    };
+    let mut stream = engine
+        .transfer
+        .download_from_container(container, Some(opts));
+    let pump = async move {
+        while let Some(item) = stream.next().await {
+            if let (Ok(bytes), Some(c)) = (&item, &counter) {
+                c.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            let chunk = item.map_err(|e| {
+                io::Error::other(format!(
+                    "the daemon's stream failed: {}",
+                    crate::engine::message_of(&e)
+                ))
+            });
+            let stop = chunk.is_err();
+            if tx.send(chunk).await.is_err() || stop {
+                break;
+            }
+        }
+    };
+    (pump, ChannelReader::new(rx))
+}

@@ -10,6 +10,7 @@ use anyhow::Result;
 
 use crate::archive::crypto::new_identity;
 use crate::error::{failed, Exit};
+use crate::StdoutError;
 
 pub fn run(output: Option<&Path>) -> Result<Exit> {
     let (identity, public) = new_identity();
@@ -36,15 +37,14 @@ pub fn run(output: Option<&Path>) -> Result<Exit> {
                         "check free space",
                     )
                 })?;
-            println!("{public}");
+            crate::out_line(&public)?;
         }
         None => {
-            if io::stdout()
+            let mut stdout = io::stdout().lock();
+            stdout
                 .write_all(identity.expose_secret().as_bytes())
-                .is_err()
-            {
-                return Ok(Exit::Failed);
-            }
+                .and_then(|()| stdout.flush())
+                .map_err(StdoutError)?;
             eprintln!("Public key: {public}");
         }
     }

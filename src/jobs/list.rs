@@ -36,34 +36,34 @@ pub fn run(plan: Plan) -> Result<Exit> {
                 archives: &listed,
                 incomplete: &incomplete,
             };
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            crate::out_line(serde_json::to_string_pretty(&out)?)?;
         }
         OutputFormat::Text => {
             if !listed.is_empty() {
-                println!(
+                crate::out_line(format!(
                     "{:<20} {:<24} {:<25} {:>10}  PATH",
                     "DAEMON", "VOLUME", "CREATED", "SIZE"
-                );
+                ))?;
             }
             for l in &listed {
-                println!(
+                crate::out_line(format!(
                     "{:<20} {:<24} {:<25} {:>10}  {}",
                     l.daemon,
                     l.volume,
                     l.created,
                     human(l.size),
                     l.path.display()
-                );
+                ))?;
             }
             for i in &incomplete {
-                println!(
+                crate::out_line(format!(
                     "{:<20} {:<24} {:<25} {:>10}  {}",
                     i.daemon,
                     i.volume,
                     "incomplete",
                     "-",
                     i.path.display()
-                );
+                ))?;
             }
         }
     }

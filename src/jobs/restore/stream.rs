@@ -1,0 +1,253 @@
+//! The streams of a restore: reading and checking an archive, looking into a
+//! volume, and extracting an archive into a volume through a helper.
+//!
+//! The end-of-archive marker is sent to the daemon only after the whole
+//! archive checked out (age chunks, zstd checksums, tar structure, trailer);
+//! anything else ends the upload with an error, so a damaged archive is
+//! never extracted as if it were complete.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bollard::query_parameters::UploadToContainerOptions;
+use tokio::sync::mpsc;
+
+use super::{Ctx, Keys};
+use crate::archive::names::{self, MOUNT_DIR};
+use crate::archive::tarstream::{Entry, EntryKind, TarReader, TarWriter};
+use crate::archive::{walk, ArchiveReader, Summary};
+use crate::engine::helper::{self, Access};
+use crate::engine::message_of;
+use crate::error::{failed, interrupted};
+use crate::jobs::bridge::{self, ChannelWriter, DEPTH};
+use crate::progress::Progress;
+use crate::shutdown::Shutdown;
+
+/// Opens an archive file for reading, counting the raw bytes read.
+pub fn open_archive(
+    path: &Path,
+    keys: &Keys,
+    label: &str,
+    counter: Option<Arc<AtomicU64>>,
+) -> Result<ArchiveReader> {
+    let file = File::open(path).map_err(|e| failed(format!("{label}: {e}"), "check the path"))?;
+    let raw: Box<dyn Read + Send> = match counter {
+        Some(c) => Box::new(Counting {
+            inner: file,
+            counter: c,
+        }),
+        None => Box::new(file),
+    };
+    ArchiveReader::open(raw, &keys.load()?, label)
+}
+
+struct Counting<R> {
+    inner: R,
+    counter: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A volume's root entry, and whether anything else is in it.
+pub struct Look {
+    pub root: Option<Entry>,
+    pub empty: bool,
+}
+
+/// Looks into a volume: its root's owner and mode, and whether it is empty.
+pub async fn look(ctx: &Ctx<'_>, name: &str) -> Result<Look> {
+    let helper =
+        helper::create(ctx.engine, ctx.image, name, Access::ReadOnly, &ctx.lease.id).await?;
+    let (pump, input) = bridge::download(ctx.engine, &helper.id, &format!("/{MOUNT_DIR}"), None);
+    let work = tokio::task::spawn_blocking(move || -> Result<Look> {
+        let mut tar = TarReader::new(input);
+        let root = tar.next_entry()?;
+        let empty = root.is_some() && tar.next_entry()?.is_none();
+        Ok(Look { root, empty })
+    });
+    let ((), look) = tokio::join!(pump, work);
+    helper.remove(ctx.engine).await;
+    look?.with_context(|| format!("volume {name}: cannot read its content"))
+}
+
+/// Reads the whole archive and checks it, writing nothing.
+pub async fn check_archive(ctx: &Ctx<'_>) -> Result<Summary> {
+    let size = std::fs::metadata(ctx.archive).map(|m| m.len()).ok();
+    let progress = Progress::start(
+        ctx.plan.progress,
+        &format!("check {}", file_name(ctx.archive)),
+        size,
+    );
+    let (archive, keys, label, counter) = (
+        ctx.archive.to_path_buf(),
+        ctx.plan.keys.clone(),
+        ctx.label.to_owned(),
+        progress.counter(),
+    );
+    let summary = tokio::task::spawn_blocking(move || -> Result<Summary> {
+        let reader = open_archive(&archive, &keys, &label, Some(counter))?;
+        walk(reader, |entry, _| {
+            names::archive_to_engine(&entry.path).map_err(|_| climbs_out(&entry.path_lossy()))?;
+            Ok(())
+        })
+        .with_context(|| format!("{label}: damaged; the volume was not touched"))
+    })
+    .await?;
+    progress.finish();
+    summary
+}
+
+fn climbs_out(name: &str) -> anyhow::Error {
+    failed(
+        format!("archive entry {name:?} climbs out of the volume (..)"),
+        "this archive was not made from a volume; extract it by hand",
+    )
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The entry as the daemon extracts it, under the mount directory.
+fn to_engine(entry: &Entry) -> Result<Entry> {
+    let mut e = entry.clone();
+    e.path = names::archive_to_engine(&entry.path).map_err(|_| climbs_out(&entry.path_lossy()))?;
+    if e.kind == EntryKind::HardLink {
+        if let Some(link) = &entry.link {
+            e.link =
+                Some(names::archive_to_engine(link).map_err(|_| climbs_out(&entry.path_lossy()))?);
+        }
+    }
+    Ok(e)
+}
+
+/// Streams `archive` into `volume` through a read-write helper. With a
+/// `shutdown`, a signal aborts the stream (the caller then puts the volume
+/// back); without, the step runs to its end.
+pub async fn extract(
+    ctx: &Ctx<'_>,
+    archive: &Path,
+    label: &str,
+    keys: Keys,
+    volume: &str,
+    shutdown: Option<&Shutdown>,
+) -> Result<()> {
+    let size = std::fs::metadata(archive).map(|m| m.len()).ok();
+    let progress = Progress::start(ctx.plan.progress, &format!("restore {volume}"), size);
+    let (archive, label, counter) = (archive.to_path_buf(), label.to_owned(), progress.counter());
+    let result = upload(ctx, volume, shutdown, move |out| {
+        let reader = open_archive(&archive, &keys, &label, Some(counter))?;
+        walk(reader, |entry, data| {
+            out.append(&to_engine(entry)?, data)
+                .with_context(|| format!("entry {:?}", entry.path_lossy()))?;
+            Ok(())
+        })
+        .with_context(|| label.clone())?;
+        Ok(())
+    })
+    .await;
+    progress.finish();
+    result
+}
+
+/// Puts a volume root's owner and mode back (an emptied volume is recreated
+/// with Docker's defaults).
+pub async fn put_root(ctx: &Ctx<'_>, volume: &str, root: &Entry) -> Result<()> {
+    let root = root.clone();
+    upload(ctx, volume, None, move |out| {
+        out.append(&to_engine(&root)?, &mut io::empty())?;
+        Ok(())
+    })
+    .await
+}
+
+/// Uploads the tar that `produce` writes into `volume`'s helper. The end
+/// marker follows only if `produce` succeeded.
+async fn upload<F>(
+    ctx: &Ctx<'_>,
+    volume: &str,
+    shutdown: Option<&Shutdown>,
+    produce: F,
+) -> Result<()>
+where
+    F: FnOnce(&mut TarWriter<ChannelWriter>) -> Result<()> + Send + 'static,
+{
+    let helper = helper::create(
+        ctx.engine,
+        ctx.image,
+        volume,
+        Access::ReadWrite,
+        &ctx.lease.id,
+    )
+    .await?;
+    let (tx, rx) = mpsc::channel(DEPTH);
+    let work = tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut out = TarWriter::new(ChannelWriter::new(tx));
+        match produce(&mut out) {
+            Ok(()) => {
+                let mut chan = out.finish()?;
+                chan.flush()?;
+                Ok(())
+            }
+            Err(e) => {
+                out.get_mut().fail(io::Error::other("archive rejected"));
+                Err(e)
+            }
+        }
+    });
+    let body =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let opts = UploadToContainerOptions {
+        path: "/".to_owned(),
+        ..Default::default()
+    };
+    let upload = ctx.engine.transfer.upload_to_container(
+        &helper.id,
+        Some(opts),
+        bollard::body_try_stream(body),
+    );
+    let both = async { tokio::join!(upload, work) };
+    let joined = match shutdown {
+        Some(sd) => tokio::select! {
+            j = both => Ok(j),
+            s = sd.wait() => Err(interrupted(s)),
+        },
+        None => Ok(both.await),
+    };
+    helper.remove(ctx.engine).await;
+    let (uploaded, worked) = joined?;
+    let daemon = uploaded.map_err(|e| {
+        failed(
+            format!(
+                "volume {volume}: the daemon failed to extract the archive ({})",
+                message_of(&e)
+            ),
+            "see the daemon's log; is the volume's storage full?",
+        )
+    });
+    // The reader's error explains more than the daemon's, unless the reader
+    // only failed because the daemon stopped reading.
+    match worked.context("the archive reader stopped unexpectedly")? {
+        Err(e) if daemon.is_ok() || !is_channel_closed(&e) => Err(e),
+        _ => daemon,
+    }
+}
+
+fn is_channel_closed(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
