@@ -276,3 +276,76 @@ fn busy_volume_lock_names_the_holder() {
     run.assert_fails(1, &format!("pid {pid} "));
     assert!(files_under(other.path()).is_empty());
 }
+
+/// Mounts a small tmpfs, unmounted (and its directory removed) on drop.
+struct SmallFs(tempfile::TempDir);
+
+impl SmallFs {
+    fn new(options: &str) -> Option<SmallFs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs", path_str(dir.path())])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            Some(SmallFs(dir))
+        } else {
+            eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+            None
+        }
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// A backup directory that fills up: exit 1 naming the destination with the
+/// hint to free space, and no partial or final archive left.
+#[test]
+fn destination_full_directory_names_the_destination() {
+    let Some(fs) = SmallFs::new("size=2m") else {
+        return;
+    };
+    let volume = Volume::new("full");
+    fill(&volume, &fixtures::random_file(8));
+    let key = AgeKey::new();
+    let run = volsafe(&[
+        "backup",
+        volume.name(),
+        "--to",
+        path_str(fs.0.path()),
+        "-r",
+        &key.recipient,
+    ]);
+    run.assert_fails(1, "destination")
+        .assert_fails(1, "free space");
+    run.assert_fails(1, path_str(fs.0.path()));
+    let files = files_under(fs.0.path());
+    assert!(files.is_empty(), "files left: {files:?}");
+    assert_no_leftovers(volume.name());
+}
+
+/// A read-only backup directory: exit 1 naming it.
+#[test]
+fn destination_read_only_names_the_destination() {
+    let Some(fs) = SmallFs::new("size=2m,ro") else {
+        return;
+    };
+    let volume = Volume::new("rofs");
+    fill(&volume, "echo x > /v/x");
+    let key = AgeKey::new();
+    volsafe(&[
+        "backup",
+        volume.name(),
+        "--to",
+        path_str(fs.0.path()),
+        "-r",
+        &key.recipient,
+    ])
+    .assert_fails(1, path_str(fs.0.path()))
+    .assert_fails(1, "read-only");
+    assert_no_leftovers(volume.name());
+}
