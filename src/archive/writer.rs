@@ -44,6 +44,9 @@ impl<W: Write> Sink<W> {
     }
 }
 
+/// Bytes of input per zstd worker job.
+const JOB_SIZE: u32 = 2 << 20;
+
 /// What a finished archive looks like from outside and inside.
 pub struct Written<W> {
     pub inner: W,
@@ -102,6 +105,10 @@ impl<W: Write> ArchiveWriter<W> {
         zstd.include_checksum(true)?;
         if threads > 0 {
             zstd.multithread(threads)?;
+            // zstd's default job is 4 windows; each worker holds an input and
+            // an output buffer per job. Smaller jobs keep peak memory well
+            // under 64 MiB at the default level with no loss of speed here.
+            zstd.set_parameter(zstd::stream::raw::CParameter::JobSize(JOB_SIZE))?;
         }
         Ok(ArchiveWriter {
             tar: TarWriter::new(DigestWriter::new(zstd)),
