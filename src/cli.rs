@@ -23,7 +23,7 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Global options")]
     pub global: GlobalArgs,
 }
 
@@ -171,8 +171,14 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub rollback_to: Option<PathBuf>,
 
-    #[command(flatten)]
-    pub recipients: RecipientArgs,
+    /// Also encrypt the rollback archive to this recipient (age1… or an SSH
+    /// public key). Repeatable.
+    #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+
+    /// Also encrypt the rollback archive to the recipients in FILE.
+    #[arg(short = 'R', long = "recipients-file", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub recipients_files: Vec<PathBuf>,
 
     /// Write the rollback archive of an unencrypted archive unencrypted.
     #[arg(long)]
