@@ -135,8 +135,8 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
                 },
                 replace: a.replace,
                 rollback_to: a.rollback_to,
-                rollback_recipients: a.recipients.recipients,
-                rollback_recipient_files: a.recipients.recipients_files,
+                rollback_recipients: a.recipients,
+                rollback_recipient_files: a.recipients_files,
                 no_encryption: a.no_encryption,
                 driver_options: a.driver_options,
                 daemon: a.daemon,
@@ -155,7 +155,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
             let keys = restore::Keys {
                 identity_files: a.identities,
                 passphrase_file: a.passphrase_file,
-                    inline: None,
+                inline: None,
             };
             let plan = verify::Plan {
                 archive: a.archive,

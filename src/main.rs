@@ -32,24 +32,17 @@ fn main() -> ExitCode {
         match volsafe::run(cli, shutdown).await {
             Ok(exit) => exit,
             Err(e) => {
-                let exit = exit_for(&e);
-                if is_broken_pipe(&e) {
-                    // The reader went away (`volsafe backup V --to - | head`): no noise.
+                if volsafe::is_closed_stdout(&e) {
+                    // Our reader went away (`volsafe list DIR | head`): no noise.
+                    // A broken pipe anywhere else (the daemon's end) is reported.
                     return Exit::Failed;
                 }
                 volsafe::report_error(&e);
-                exit
+                exit_for(&e)
             }
         }
     });
     // Blocking threads may still be winding down after an interruption.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     ExitCode::from(exit.code() as u8)
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }
