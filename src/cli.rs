@@ -77,7 +77,7 @@ pub enum Command {
     Restore(RestoreArgs),
     /// List the committed archives in a backup directory.
     List(ListArgs),
-    /// Check an archive: its checksum without a key, its whole content with one.
+    /// Check an archive: its checksum, and its whole content with a key (or when unencrypted).
     Verify(VerifyArgs),
 }
 

@@ -24,7 +24,7 @@ use error::{find_user_error, Exit};
 use jobs::{backup, keygen, list, restore, verify};
 use shutdown::Shutdown;
 
-/// Sets up logging to stderr: warnings only with `-q`, info by default.
+/// Sets up logging to stderr: errors only with `-q`, info by default.
 pub fn init_logging(cli: &Cli) {
     let level = if cli.global.quiet {
         "error"
@@ -162,7 +162,13 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
                 keys,
                 format: a.format,
             };
-            tokio::task::spawn_blocking(move || verify::run(plan)).await?
+            // Reading a large archive takes a while: Ctrl-C must not wait for it.
+            let stop = shutdown.clone();
+            let work = tokio::task::spawn_blocking(move || verify::run(plan, &stop));
+            tokio::select! {
+                done = work => done?,
+                s = shutdown.wait() => Err(error::interrupted(s)),
+            }
         }
     }
 }

@@ -3,6 +3,11 @@
 //! Commands `select!` their work against [`Shutdown::wait`]; the losing work
 //! future is dropped and the command then runs its cleanup (helpers removed,
 //! partial files deleted, locks released) before exiting 130 or 143.
+//!
+//! A second signal during that cleanup ends the process at once, with the
+//! second signal's code: cleanup waiting on a daemon that has gone away
+//! could otherwise never be cut short. What it leaves behind (helpers, a
+//! lock, `.partial` files) is what a later run sweeps up, as after a kill.
 
 use tokio::sync::watch;
 
@@ -33,13 +38,13 @@ impl Shutdown {
             };
             tracing::warn!(signal = ?got, "stopping: cleaning up");
             let _ = tx.send(Some(got));
-            // A second signal while cleaning up is ignored: cleanup must finish.
-            loop {
-                tokio::select! {
-                    _ = int.recv() => {},
-                    _ = term.recv() => {},
-                }
-            }
+            // A second signal: the user would rather stop than wait for cleanup.
+            let again = tokio::select! {
+                _ = int.recv() => Signal::Int,
+                _ = term.recv() => Signal::Term,
+            };
+            tracing::error!(signal = ?again, "second signal: exiting without finishing cleanup");
+            std::process::exit(crate::error::Exit::Interrupted(again).code());
         });
         Shutdown { rx }
     }

@@ -24,10 +24,6 @@ pub enum Encryption {
 }
 
 impl Encryption {
-    pub fn is_encrypted(&self) -> bool {
-        !matches!(self, Encryption::None)
-    }
-
     /// Wraps `out` so that everything written to it is encrypted.
     pub fn encryptor(&self) -> Result<Option<age::Encryptor>> {
         Ok(match self {
@@ -51,12 +47,6 @@ pub struct Decryption {
     pub without_recipient: Vec<PathBuf>,
 }
 
-impl Decryption {
-    pub fn is_empty(&self) -> bool {
-        self.identities.is_empty() && self.passphrase.is_none()
-    }
-}
-
 /// Parses one recipient as `age -r` does: `age1…` or an SSH public key.
 pub fn parse_recipient(s: &str) -> Result<Box<dyn age::Recipient + Send>> {
     let s = s.trim();
@@ -69,12 +59,38 @@ pub fn parse_recipient(s: &str) -> Result<Box<dyn age::Recipient + Send>> {
             return Ok(Box::new(r));
         }
     }
-    let shown: String = s.chars().take(24).collect();
+    // Never echo a secret, not even a prefix of it.
+    if s.to_ascii_uppercase().contains("AGE-SECRET-KEY-") {
+        return Err(usage(
+            "recipient: this is an identity (secret key), not a public key",
+            "this is an identity (secret key); pass its public key (age1…), e.g. from `volsafe keygen`",
+        ));
+    }
+    if s.contains("PRIVATE KEY") {
+        return Err(usage(
+            "recipient: this is a private key, not a public key",
+            "this is a private key; pass its public key (the line in the .pub file)",
+        ));
+    }
+    let hint =
+        "use an `age1…` key from `volsafe keygen`, or an ssh-ed25519 / ssh-rsa public key line";
+    // Only what looks like a public key is shown: anything else could be a
+    // passphrase or a line of a private key given to -R by mistake.
+    if PUBLIC_PREFIXES.iter().any(|p| s.starts_with(p)) {
+        let shown: String = s.chars().take(24).collect();
+        return Err(usage(
+            format!("recipient {shown:?}: not a valid age or supported SSH public key"),
+            hint,
+        ));
+    }
     Err(usage(
-        format!("recipient {shown:?}: not an age public key or a supported SSH public key"),
-        "use an `age1…` key from `volsafe keygen`, or an ssh-ed25519 / ssh-rsa public key line",
+        "recipient: not an age public key or a supported SSH public key",
+        hint,
     ))
 }
+
+/// How public keys begin: age, OpenSSH, and security-key types.
+const PUBLIC_PREFIXES: &[&str] = &["age1", "ssh-", "ecdsa-", "sk-"];
 
 /// Reads a recipients file: one recipient a line, `#` comments, blank lines.
 pub fn read_recipients_file(path: &Path) -> Result<Vec<Box<dyn age::Recipient + Send>>> {
@@ -262,5 +278,65 @@ pub fn decrypt_error(source: &str, e: age::DecryptError) -> anyhow::Error {
             format!("{source}: not a readable age file ({other})"),
             "the file may be damaged or not an archive",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use age::secrecy::ExposeSecret;
+
+    fn message(e: &anyhow::Error) -> String {
+        let hint = crate::error::find_user_error(e).and_then(|u| u.hint.clone());
+        format!("{e:#}\n{}", hint.unwrap_or_default())
+    }
+
+    /// `backup -R key.txt` (an identity file) once printed part of the key.
+    #[test]
+    fn identity_as_recipient_never_echoes_the_secret() {
+        let (identity, public) = new_identity();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.txt");
+        fs::write(&path, identity.expose_secret()).unwrap();
+        let secret = identity
+            .expose_secret()
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+            .unwrap()
+            .to_owned();
+
+        let err = read_recipients_file(&path).err().unwrap();
+        let text = message(&err);
+        assert!(text.contains("identity (secret key)"), "{text}");
+        assert!(text.contains("line 3"), "{text}");
+        let body = &secret["AGE-SECRET-KEY-".len()..];
+        for window in body.as_bytes().windows(6) {
+            let w = std::str::from_utf8(window).unwrap();
+            assert!(!text.contains(w), "secret fragment {w:?} in {text}");
+        }
+
+        let err = parse_recipient(&secret).err().unwrap();
+        let text = message(&err);
+        assert!(!text.contains(&secret[..20]), "{text}");
+        assert!(!text.contains(&public), "{text}");
+    }
+
+    #[test]
+    fn private_ssh_key_line_is_not_echoed() {
+        let err = parse_recipient("-----BEGIN OPENSSH PRIVATE KEY-----")
+            .err()
+            .unwrap();
+        assert!(!format!("{err:#}").contains("BEGIN"), "{err:#}");
+    }
+
+    /// A passphrase file given to -R: its first line is not shown.
+    #[test]
+    fn unknown_recipient_is_not_echoed() {
+        let err = parse_recipient("correct horse battery staple")
+            .err()
+            .unwrap();
+        assert!(!format!("{err:#}").contains("horse"), "{err:#}");
+        let err = parse_recipient("age1notreallyakey").err().unwrap();
+        assert!(format!("{err:#}").contains("age1notreallyakey"), "{err:#}");
     }
 }

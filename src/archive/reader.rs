@@ -101,7 +101,6 @@ pub struct ArchiveReader {
     trailer: Option<Trailer>,
     hasher: Sha256,
     tar_bytes: u64,
-    zstd_frames: u64,
     encrypted: bool,
 }
 
@@ -139,7 +138,6 @@ impl ArchiveReader {
             trailer: None,
             hasher: Sha256::new(),
             tar_bytes: 0,
-            zstd_frames: 0,
             encrypted,
         };
         reader.read_leading_frames(source)?;
@@ -148,10 +146,6 @@ impl ArchiveReader {
 
     pub fn header(&self) -> Option<&Header> {
         self.header.as_ref()
-    }
-
-    pub fn trailer(&self) -> Option<&Trailer> {
-        self.trailer.as_ref()
     }
 
     pub fn is_encrypted(&self) -> bool {
@@ -183,6 +177,7 @@ impl ArchiveReader {
                         .with_context(|| format!("{source}: truncated metadata frame"))?;
                     if let Skippable::Volsafe { kind, json } = frame {
                         if kind == FrameKind::Header as u8 {
+                            check_format(&json, source)?;
                             let header: Header = serde_json::from_slice(&json)
                                 .with_context(|| format!("{source}: unreadable archive header"))?;
                             self.header = Some(header);
@@ -234,7 +229,6 @@ impl Read for ArchiveReader {
                         input.unread(&m.to_le_bytes());
                         let decoder =
                             zstd::stream::read::Decoder::with_buffer(input)?.single_frame();
-                        self.zstd_frames += 1;
                         self.state = State::Frame(decoder);
                     }
                     Some(m) if meta::is_skippable(m) => {
@@ -269,6 +263,26 @@ impl Read for ArchiveReader {
             }
         }
     }
+}
+
+/// Refuses an archive written in a newer format, before its header (whose
+/// fields may have changed) is read as this version's.
+fn check_format(json: &[u8], source: &str) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Format {
+        format: u32,
+    }
+    let Ok(Format { format }) = serde_json::from_slice::<Format>(json) else {
+        // Left to the full parse, which names what is wrong.
+        return Ok(());
+    };
+    if format > meta::FORMAT_VERSION {
+        return Err(failed(
+            format!("{source}: archive format {format} is newer than this volsafe understands"),
+            "upgrade volsafe",
+        ));
+    }
+    Ok(())
 }
 
 fn decrypt(
@@ -402,5 +416,58 @@ fn check_trailer(s: &Summary, volsafe: bool) -> Result<()> {
             ),
             "the archive is damaged; use an older one",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{find_user_error, Kind};
+
+    fn no_keys() -> Decryption {
+        Decryption {
+            identities: Vec::new(),
+            passphrase: None,
+            own_recipients: Vec::new(),
+            without_recipient: Vec::new(),
+        }
+    }
+
+    fn with_header(json: &str) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        meta::write_frame(&mut bytes, FrameKind::Header, json.as_bytes()).unwrap();
+        bytes.extend(zstd::encode_all(&b""[..], 3).unwrap());
+        bytes
+    }
+
+    /// An archive from a later volsafe must be refused, not half understood.
+    #[test]
+    fn newer_format_is_refused() {
+        let bytes = with_header(r#"{"format":2,"something":"new"}"#);
+        let err = ArchiveReader::open(Box::new(io::Cursor::new(bytes)), &no_keys(), "a.tar.zst")
+            .err()
+            .expect("a format 2 archive was accepted");
+        let user = find_user_error(&err).expect("no user error");
+        assert_eq!(user.kind, Kind::Failed);
+        assert_eq!(
+            format!("{err:#}"),
+            "a.tar.zst: archive format 2 is newer than this volsafe understands"
+        );
+        assert_eq!(user.hint.as_deref(), Some("upgrade volsafe"));
+    }
+
+    #[test]
+    fn current_format_is_read() {
+        let json = format!(
+            r#"{{"format":{},"volume":"v","daemon":"d","created":"2026-12-04T00:00:00.000Z","tool":"t"}}"#,
+            meta::FORMAT_VERSION
+        );
+        let reader = ArchiveReader::open(
+            Box::new(io::Cursor::new(with_header(&json))),
+            &no_keys(),
+            "a.tar.zst",
+        )
+        .unwrap();
+        assert_eq!(reader.header().map(|h| h.volume.as_str()), Some("v"));
     }
 }

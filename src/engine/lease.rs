@@ -30,6 +30,9 @@ use crate::shutdown::Shutdown;
 pub const LEASE_TTL: Duration = Duration::from_secs(60);
 /// How often a live run renews its lease.
 pub const RENEW_EVERY: Duration = Duration::from_secs(15);
+/// How long one renewal may take, so that a hung daemon call cannot outlast
+/// the lease unnoticed: the next renewal gets its turn well within the TTL.
+const RENEW_TIMEOUT: Duration = Duration::from_secs(20);
 const LEASE_FILE: &str = "volsafe-lease";
 const LABEL_HOLDER: &str = "io.volsafe.holder";
 
@@ -72,16 +75,19 @@ fn holder_description(what: &str) -> String {
 
 /// The daemon's clock, so leases do not depend on clocks agreeing.
 async fn daemon_now(engine: &Engine) -> Result<i64> {
-    let info = engine
-        .docker
-        .info()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", message_of(&e)))?;
-    let t = info
-        .system_time
-        .context("the daemon did not report its time")?;
+    let daemon = format!("docker daemon at {}", engine.host);
+    let hint = "check that the daemon is healthy (`docker info`)";
+    let info = engine.docker.info().await.map_err(|e| {
+        failed(
+            format!("{daemon}: cannot read its clock ({})", message_of(&e)),
+            hint,
+        )
+    })?;
+    let Some(t) = info.system_time else {
+        return Err(failed(format!("{daemon}: did not report its time"), hint));
+    };
     let t = OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
-        .with_context(|| format!("cannot read the daemon's time {t:?}"))?;
+        .map_err(|e| failed(format!("{daemon}: unreadable time {t:?} ({e})"), hint))?;
     Ok(t.unix_timestamp())
 }
 
@@ -105,7 +111,12 @@ async fn write_expiry(engine: &Engine, container: &str) -> Result<()> {
         .docker
         .upload_to_container(container, Some(opts), bollard::body_full(tar.into()))
         .await
-        .map_err(|e| anyhow::anyhow!("cannot renew the lease: {}", message_of(&e)))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "lease container {container}: cannot write its expiry ({})",
+                message_of(&e)
+            )
+        })
 }
 
 /// Creates a never-started container from `image` with the given name and labels.
@@ -153,9 +164,16 @@ impl Lease {
                     "check the daemon's log",
                 )
             })?;
-        write_expiry(engine, &container).await?;
+        if let Err(e) = write_expiry(engine, &container).await {
+            remove_container(engine, &container).await;
+            return Err(e);
+        }
         let renew = {
-            let engine = engine.clone();
+            // A renewal that hangs must give up before the lease runs out.
+            let engine = Engine {
+                docker: engine.docker.clone().with_timeout(RENEW_TIMEOUT),
+                ..engine.clone()
+            };
             let container = container.clone();
             tokio::spawn(async move {
                 loop {
@@ -182,18 +200,29 @@ impl Lease {
 }
 
 /// Whether the run `owner` is still alive, judged by its lease.
+///
+/// Only positive evidence means dead: the lease container is gone, or its
+/// expiry was read and has passed, or the lease file is absent although the
+/// container is older than [`LEASE_TTL`] (its owner died before the first
+/// write). Anything unclear (a failed or garbled download, a daemon error)
+/// counts as alive, since judging a live run dead removes its helpers.
 async fn alive(engine: &Engine, owner: &str) -> Result<bool> {
     let name = lease_name(owner);
     let inspect = match engine.docker.inspect_container(&name, None).await {
         Ok(i) => i,
         Err(e) if status_of(&e) == Some(404) => return Ok(false),
-        Err(e) => return Err(anyhow::anyhow!("{}", message_of(&e))),
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "lease container {name}: cannot inspect ({})",
+                message_of(&e)
+            ))
+        }
     };
     let now = daemon_now(engine).await?;
     let opts = DownloadFromContainerOptions {
         path: format!("/{LEASE_FILE}"),
     };
-    let bytes = engine
+    let download = engine
         .docker
         .download_from_container(&name, Some(opts))
         .try_fold(Vec::new(), |mut acc, b| async move {
@@ -201,23 +230,35 @@ async fn alive(engine: &Engine, owner: &str) -> Result<bool> {
             Ok(acc)
         })
         .await;
-    let expires = bytes.ok().and_then(|tar| {
-        let mut archive = tar::Archive::new(&tar[..]);
-        let mut entry = archive.entries().ok()?.next()?.ok()?;
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut entry, &mut s).ok()?;
-        s.trim().parse::<i64>().ok()
-    });
-    Ok(match expires {
-        Some(t) => t > now,
-        // Created, but the first expiry not yet written: young leases live.
-        None => inspect
-            .created
-            .and_then(|c| {
+    match download {
+        Ok(tar) => match read_expiry(&tar) {
+            Some(expires) => Ok(expires > now),
+            None => {
+                tracing::debug!(lease = %name, "lease file unreadable; counted alive");
+                Ok(true)
+            }
+        },
+        Err(e) if status_of(&e) == Some(404) => {
+            // Created, but the first expiry not yet written: young leases live.
+            let created = inspect.created.and_then(|c| {
                 OffsetDateTime::parse(&c, &time::format_description::well_known::Rfc3339).ok()
-            })
-            .is_some_and(|c| c.unix_timestamp() + (LEASE_TTL.as_secs() as i64) > now),
-    })
+            });
+            Ok(created.is_none_or(|c| c.unix_timestamp() + (LEASE_TTL.as_secs() as i64) > now))
+        }
+        Err(e) => {
+            tracing::debug!(lease = %name, error = %message_of(&e), "cannot read the lease file; counted alive");
+            Ok(true)
+        }
+    }
+}
+
+/// The expiry in a downloaded lease file (a tar of one file).
+fn read_expiry(tar: &[u8]) -> Option<i64> {
+    let mut archive = tar::Archive::new(tar);
+    let mut entry = archive.entries().ok()?.next()?.ok()?;
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut entry, &mut s).ok()?;
+    s.trim().parse::<i64>().ok()
 }
 
 /// Removes volsafe containers (helpers, locks, leases) whose owner's lease
@@ -343,5 +384,29 @@ pub async fn lock(
 impl Lock {
     pub async fn release(self, engine: &Engine) {
         remove_container(engine, &self.container).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease_tar(body: &[u8]) -> Vec<u8> {
+        let mut header = tar::Header::new_ustar();
+        header.set_path(LEASE_FILE).unwrap();
+        header.set_size(body.len() as u64);
+        header.set_cksum();
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.append(&header, body).unwrap();
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn expiry_is_read_and_garbage_is_not_an_expiry() {
+        assert_eq!(read_expiry(&lease_tar(b"1700000060")), Some(1_700_000_060));
+        assert_eq!(read_expiry(&lease_tar(b"17000")), Some(17_000));
+        assert_eq!(read_expiry(&lease_tar(b"not a time")), None);
+        assert_eq!(read_expiry(b"garbled download"), None);
+        assert_eq!(read_expiry(b""), None);
     }
 }

@@ -5,11 +5,15 @@
 //! version, so it works on 20.10 (API 1.41) and on current engines. Two
 //! clients share one connection setup: control calls keep bollard's timeout,
 //! transfers get none that a long stream could hit.
+//!
+//! One difference from bollard: an empty `DOCKER_TLS_VERIFY` means unset, as
+//! for the docker CLI, where bollard would turn TLS on for any value.
 
 pub mod helper;
 pub mod lease;
 pub mod volume;
 
+use std::ffi::OsStr;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -19,8 +23,10 @@ use crate::error::failed;
 
 /// Timeout for short control calls (inspect, create, remove).
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(120);
-/// A transfer may take as long as it takes; this only guards against a
-/// connection that hangs for ever.
+/// bollard's timeout (120 s by default) bounds a whole request, and a
+/// streamed transfer is one request that lasts as long as the volume takes:
+/// so transfers get a timeout long enough never to fire. It guards against
+/// nothing; a transfer that hangs is not cut short here.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// A connected, version-negotiated Docker Engine.
@@ -44,6 +50,14 @@ pub fn docker_host() -> String {
     }
 }
 
+/// Whether to reach a TCP host without TLS although `DOCKER_TLS_VERIFY` is
+/// set: it is empty, which the docker CLI treats as unset but bollard's
+/// `connect_with_host` as "use TLS". The environment is left as it is.
+fn plain_http(host: &str, tls_verify: Option<&OsStr>) -> bool {
+    let tcp = host.starts_with("tcp://") || host.starts_with("http://");
+    tcp && tls_verify.is_some_and(|v| v.is_empty())
+}
+
 /// Connects, negotiates the API version and reads the daemon's name.
 pub async fn connect() -> Result<Engine> {
     let host = docker_host();
@@ -53,7 +67,17 @@ pub async fn connect() -> Result<Engine> {
             "is the daemon running and may this user use it? Set DOCKER_HOST to reach another one",
         )
     };
-    let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(&e))?;
+    let tls_verify = std::env::var_os("DOCKER_TLS_VERIFY");
+    let docker = if plain_http(&host, tls_verify.as_deref()) {
+        Docker::connect_with_http(
+            &host,
+            CONTROL_TIMEOUT.as_secs(),
+            bollard::API_DEFAULT_VERSION,
+        )
+    } else {
+        Docker::connect_with_host(&host)
+    }
+    .map_err(|e| unreachable(&e))?;
     let docker = docker
         .with_timeout(CONTROL_TIMEOUT)
         .negotiate_version()
@@ -87,5 +111,22 @@ pub fn message_of(e: &bollard::errors::Error) -> String {
     match e {
         bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `DOCKER_TLS_VERIFY=` (empty) once made volsafe speak TLS to a plain
+    /// TCP daemon, where the docker CLI does not.
+    #[test]
+    fn empty_tls_verify_means_plain_tcp() {
+        let empty = Some(OsStr::new(""));
+        assert!(plain_http("tcp://127.0.0.1:2375", empty));
+        assert!(plain_http("http://127.0.0.1:2375", empty));
+        assert!(!plain_http("tcp://127.0.0.1:2376", Some(OsStr::new("1"))));
+        assert!(!plain_http("tcp://127.0.0.1:2375", None));
+        assert!(!plain_http("unix:///var/run/docker.sock", empty));
     }
 }

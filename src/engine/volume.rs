@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bollard::models::{Volume, VolumeCreateRequest};
 use bollard::query_parameters::{ListContainersOptions, RemoveVolumeOptions};
 
@@ -79,8 +79,23 @@ pub async fn remove(engine: &Engine, name: &str) -> Result<()> {
         .docker
         .remove_volume(name, None::<RemoveVolumeOptions>)
         .await
-        .map_err(|e| anyhow::anyhow!("{}", message_of(&e)))
-        .with_context(|| format!("volume {name}: cannot remove"))
+        .map_err(|e| {
+            let hint = if status_of(&e) == Some(409) {
+                format!("a container still uses it: see `docker ps -a --filter volume={name}`")
+            } else {
+                "check the daemon's log".to_owned()
+            };
+            failed(
+                format!("volume {name}: cannot remove ({})", message_of(&e)),
+                hint,
+            )
+        })
+}
+
+/// Whether a container in this state may be using its volumes: anything but
+/// created, exited and dead (a paused, restarting or unknown one counts).
+fn is_running(state: &str) -> bool {
+    !matches!(state, "created" | "exited" | "dead")
 }
 
 /// A container that references a volume.
@@ -102,8 +117,15 @@ pub async fn users(engine: &Engine, volume: &str) -> Result<Vec<User>> {
             ..Default::default()
         }))
         .await
-        .map_err(|e| anyhow::anyhow!("{}", message_of(&e)))
-        .with_context(|| format!("volume {volume}: cannot list the containers that use it"))?;
+        .map_err(|e| {
+            failed(
+                format!(
+                    "volume {volume}: cannot list the containers that use it ({})",
+                    message_of(&e)
+                ),
+                format!("check that the daemon at {} is healthy", engine.host),
+            )
+        })?;
     Ok(list
         .into_iter()
         .filter(|c| {
@@ -118,7 +140,24 @@ pub async fn users(engine: &Engine, volume: &str) -> Result<Vec<User>> {
                 .map(|n| n.trim_start_matches('/').to_owned())
                 .or(c.id)
                 .unwrap_or_default(),
-            running: c.state.is_some_and(|s| s.to_string() == "running"),
+            // A state the daemon did not report could be any: assume running.
+            running: c.state.is_none_or(|s| is_running(s.as_ref())),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A paused container once counted as stopped, so restore went ahead.
+    #[test]
+    fn paused_and_restarting_count_as_running() {
+        for s in ["running", "paused", "restarting", "removing", ""] {
+            assert!(is_running(s), "{s}");
+        }
+        for s in ["created", "exited", "dead"] {
+            assert!(!is_running(s), "{s}");
+        }
+    }
 }

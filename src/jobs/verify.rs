@@ -1,19 +1,28 @@
 //! `volsafe verify`: is this archive what its records say it is?
 //!
-//! Without a key only the sidecar's size and SHA-256 can be compared. With a
-//! key the whole archive is decrypted, decompressed and parsed, and the tar
-//! is compared with the trailer's totals and digest. Every mismatch is exit 3.
+//! The sidecar's size and SHA-256 are compared whenever there is a sidecar.
+//! The whole content (decrypted, decompressed, parsed, and compared with the
+//! trailer's totals and digest) is checked whenever it can be: always for an
+//! unencrypted archive, with a key for an encrypted one. Every mismatch is
+//! exit 3; an encrypted archive with no sidecar and no key leaves nothing to
+//! check, which is a usage error.
 
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde::Serialize;
 
 use super::restore::Keys;
-use crate::archive::{digest, walk, ArchiveReader};
+use crate::archive::crypto::{Decryption, PASSPHRASE_ENV};
+use crate::archive::digest::DigestReader;
+use crate::archive::{walk, ArchiveReader};
 use crate::cli::OutputFormat;
-use crate::error::{find_user_error, integrity, Exit, Kind};
+use crate::error::{failed, find_user_error, integrity, usage, Exit, Kind};
+use crate::shutdown::Shutdown;
 use crate::store;
+
+const AGE_MAGIC: &[u8] = b"age-encryption.org/v1";
 
 pub struct Plan {
     pub archive: PathBuf,
@@ -24,6 +33,7 @@ pub struct Plan {
 #[derive(Debug, Serialize)]
 struct Report {
     archive: PathBuf,
+    encrypted: bool,
     sidecar: Option<String>,
     content: Option<Content>,
 }
@@ -38,75 +48,100 @@ struct Content {
     created: Option<String>,
 }
 
-pub fn run(plan: Plan) -> Result<Exit> {
+/// Checks the archive. Runs on a blocking thread; once `shutdown` fires,
+/// reads fail so the thread ends soon after the command has returned.
+pub fn run(plan: Plan, shutdown: &Shutdown) -> Result<Exit> {
     let path = &plan.archive;
     if !path.is_file() {
-        return Err(crate::error::failed(
+        return Err(failed(
             format!("archive {}: not found", path.display()),
             "check the path",
         ));
     }
+    let encrypted = starts_with_age(open(path, shutdown)?)
+        .map_err(|e| failed(format!("archive {}: {e}", path.display()), "check the path"))?;
     let with_key = !plan.keys.identity_files.is_empty()
         || plan.keys.passphrase_file.is_some()
-        || std::env::var(crate::archive::crypto::PASSPHRASE_ENV).is_ok_and(|p| !p.is_empty());
-    let sidecar = check_sidecar(path, with_key)?;
-    let content = if with_key {
-        Some(check_content(path, &plan.keys)?)
+        || std::env::var(PASSPHRASE_ENV).is_ok_and(|p| !p.is_empty());
+    // An unencrypted archive needs no key to be read whole.
+    let whole = !encrypted || with_key;
+    tracing::debug!(encrypted, with_key, whole, "what verify can check");
+    let sidecar = check_sidecar(path, whole, shutdown)?;
+    let content = if whole {
+        let keys = if encrypted {
+            plan.keys.load()?
+        } else {
+            no_keys()
+        };
+        Some(check_content(path, &keys, shutdown)?)
     } else {
         None
     };
     let report = Report {
         archive: path.clone(),
+        encrypted,
         sidecar,
         content,
     };
     match plan.format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Json => crate::out_line(serde_json::to_string_pretty(&report)?)?,
         OutputFormat::Text => {
             if let Some(s) = &report.sidecar {
-                println!("ok: {} matches its sidecar (sha256 {s})", path.display());
+                crate::out_line(format!(
+                    "ok: {} matches its sidecar (sha256 {s})",
+                    path.display()
+                ))?;
             }
             if let Some(c) = &report.content {
-                println!(
-                    "ok: {} decrypts and reads whole: {} entries, {} bytes of file data, tar sha256 {}",
+                let how = if encrypted {
+                    "decrypts and reads whole"
+                } else {
+                    "reads whole (not encrypted)"
+                };
+                crate::out_line(format!(
+                    "ok: {} {how}: {} entries, {} bytes of file data, tar sha256 {}",
                     path.display(),
                     c.entries,
                     c.data_bytes,
                     c.tar_sha256
-                );
+                ))?;
             }
         }
     }
     Ok(Exit::Success)
 }
 
-/// Compares the file with its sidecar. Without a key a missing sidecar is a
-/// failure, since nothing else could be checked.
-fn check_sidecar(path: &Path, with_key: bool) -> Result<Option<String>> {
+/// Compares the file with its sidecar. A missing sidecar is fine when the
+/// content will be checked whole; otherwise there is nothing to check.
+fn check_sidecar(path: &Path, whole: bool, shutdown: &Shutdown) -> Result<Option<String>> {
+    let side_path = store::sidecar_path(path);
     let Some(side) = store::read_sidecar(path) else {
-        if store::sidecar_path(path).exists() {
+        if side_path.exists() {
+            let hint = if whole {
+                "the sidecar is damaged; restore does not need it: move it aside and verify again to check the archive itself"
+            } else {
+                "the sidecar is damaged; restore does not need it: move it aside and verify again with -i IDENTITY to check the archive itself"
+            };
             return Err(integrity(
-                format!(
-                    "sidecar {}: unreadable",
-                    store::sidecar_path(path).display()
-                ),
-                "the sidecar is damaged; verify with a key (-i) to check the archive itself",
+                format!("sidecar {}: unreadable", side_path.display()),
+                hint,
             ));
         }
-        if with_key {
+        if whole {
             return Ok(None);
         }
-        return Err(integrity(
+        return Err(usage(
             format!(
-                "archive {}: no sidecar, so there is no checksum to compare without a key",
+                "archive {}: encrypted and without a sidecar, so there is nothing to check without a key",
                 path.display()
             ),
-            "pass -i IDENTITY to decrypt and check the whole archive",
+            "pass -i IDENTITY (or --passphrase-file FILE) to decrypt and check the whole archive",
         ));
     };
-    let (size, sha) = digest::sha256_file(path).map_err(|e| {
-        crate::error::failed(format!("archive {}: {e}", path.display()), "check the path")
-    })?;
+    let mut reader = DigestReader::new(open(path, shutdown)?);
+    io::copy(&mut reader, &mut io::sink())
+        .map_err(|e| failed(format!("archive {}: {e}", path.display()), "check the path"))?;
+    let (_, size, sha) = reader.finish();
     if size != side.size {
         return Err(integrity(
             format!(
@@ -129,10 +164,9 @@ fn check_sidecar(path: &Path, with_key: bool) -> Result<Option<String>> {
     Ok(Some(sha))
 }
 
-fn check_content(path: &Path, keys: &Keys) -> Result<Content> {
+fn check_content(path: &Path, keys: &Decryption, shutdown: &Shutdown) -> Result<Content> {
     let label = path.display().to_string();
-    let file = std::fs::File::open(path)?;
-    let reader = ArchiveReader::open(Box::new(file), &keys.load()?, &label)?;
+    let reader = ArchiveReader::open(Box::new(open(path, shutdown)?), keys, &label)?;
     let header = reader.header().cloned();
     let summary = walk(reader, |_, data| {
         std::io::copy(data, &mut std::io::sink())?;
@@ -156,4 +190,53 @@ fn check_content(path: &Path, keys: &Keys) -> Result<Content> {
         volume: header.as_ref().map(|h| h.volume.clone()),
         created: header.map(|h| h.created),
     })
+}
+
+/// Opens the archive for reading, naming it if that fails.
+fn open(path: &Path, shutdown: &Shutdown) -> Result<Cancellable> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        failed(
+            format!("archive {}: cannot open ({e})", path.display()),
+            "check the path and that this user may read it",
+        )
+    })?;
+    Ok(Cancellable {
+        inner: file,
+        shutdown: shutdown.clone(),
+    })
+}
+
+/// Whether a file is binary age (armored files are left to the reader,
+/// which explains that they are not supported).
+fn starts_with_age(mut file: impl Read) -> io::Result<bool> {
+    let mut start = Vec::with_capacity(AGE_MAGIC.len());
+    file.by_ref()
+        .take(AGE_MAGIC.len() as u64)
+        .read_to_end(&mut start)?;
+    Ok(start == AGE_MAGIC)
+}
+
+fn no_keys() -> Decryption {
+    Decryption {
+        identities: Vec::new(),
+        passphrase: None,
+        own_recipients: Vec::new(),
+        without_recipient: Vec::new(),
+    }
+}
+
+/// A file whose reads fail once a signal has arrived, so that a verify
+/// abandoned by Ctrl-C stops reading instead of holding up the exit.
+struct Cancellable {
+    inner: std::fs::File,
+    shutdown: Shutdown,
+}
+
+impl Read for Cancellable {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.shutdown.signal().is_some() {
+            return Err(io::Error::other("interrupted"));
+        }
+        self.inner.read(buf)
+    }
 }
