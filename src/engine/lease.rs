@@ -55,6 +55,8 @@ fn lock_name(volume: &str) -> String {
 /// This run's lease. End it with [`Lease::end`].
 pub struct Lease {
     pub id: String,
+    /// Who this run is, for the messages of runs that wait for its locks.
+    holder: String,
     container: String,
     renew: tokio::task::JoinHandle<()>,
 }
@@ -148,10 +150,11 @@ impl Lease {
     /// Takes a lease for this run and starts renewing it.
     pub async fn start(engine: &Engine, image: &str, what: &str) -> Result<Lease> {
         let id = random_id();
+        let holder = holder_description(what);
         let labels = HashMap::from([
             (LABEL_ROLE.to_owned(), "lease".to_owned()),
             (LABEL_OWNER.to_owned(), id.clone()),
-            (LABEL_HOLDER.to_owned(), holder_description(what)),
+            (LABEL_HOLDER.to_owned(), holder.clone()),
         ]);
         let container = create_marker(engine, image, &lease_name(&id), labels)
             .await
@@ -187,6 +190,7 @@ impl Lease {
         tracing::debug!(lease = %id, "lease taken");
         Ok(Lease {
             id,
+            holder,
             container,
             renew,
         })
@@ -315,7 +319,7 @@ pub async fn lock(
         (LABEL_ROLE.to_owned(), "lock".to_owned()),
         (LABEL_OWNER.to_owned(), lease.id.clone()),
         (LABEL_VOLUME.to_owned(), volume.to_owned()),
-        (LABEL_HOLDER.to_owned(), holder_description("backup")),
+        (LABEL_HOLDER.to_owned(), lease.holder.clone()),
     ]);
     let deadline = tokio::time::Instant::now() + wait;
     let mut said = false;
@@ -366,12 +370,12 @@ pub async fn lock(
             .unwrap_or_else(|| format!("run {owner}"));
         if tokio::time::Instant::now() >= deadline {
             return Err(failed(
-                format!("volume {volume}: another backup is running ({who})"),
+                format!("volume {volume}: another backup or restore is running ({who})"),
                 "wait for it to finish or raise --lock-wait; a run that died frees its lock within a minute",
             ));
         }
         if !said {
-            tracing::info!(volume, holder = %who, "waiting for another backup of this volume");
+            tracing::info!(volume, holder = %who, "waiting for another run that holds this volume");
             said = true;
         }
         tokio::select! {

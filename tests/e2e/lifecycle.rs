@@ -272,7 +272,7 @@ fn busy_volume_lock_names_the_holder() {
     ]);
     let (status, stderr) = finish(first);
     assert_eq!(status, Some(0), "{stderr}");
-    run.assert_fails(1, "another backup is running");
+    run.assert_fails(1, "another backup or restore is running");
     run.assert_fails(1, &format!("pid {pid} "));
     assert!(files_under(other.path()).is_empty());
 }
