@@ -118,7 +118,7 @@ fn c05_appended_during_backup_gives_a_valid_archive() {
 
 /// C06: files disappear between the Engine's listing and its read. They
 /// are left out of a complete stream: the backup succeeds and is valid.
-/// The files are recreated with the same size, so only deletion races.
+/// The files are recreated whole (by rename), so only deletion races.
 #[test]
 fn c06_files_deleted_during_backup_give_a_valid_archive() {
     let vol = Volume::new("c06");
@@ -130,8 +130,11 @@ fn c06_files_deleted_during_backup_give_a_valid_archive() {
             fixtures::many_files(5_000)
         ),
     );
+    // Files come back by rename, never by `>` (which truncates an existing
+    // file first: that is C05's shrinking file, not a deletion).
     let writer = "cd /data/churn && while true; do rm -f f*; i=0; \
-                  while [ $i -lt 2000 ]; do echo x > f$i; i=$((i+1)); done; done";
+                  while [ $i -lt 2000 ]; do echo x > ../t$i && mv ../t$i f$i; \
+                  i=$((i+1)); done; done";
     let key = AgeKey::new();
     let dest = tempfile::tempdir().unwrap();
     let run = backup_racing(&vol, writer, &key, dest.path());
