@@ -349,3 +349,60 @@ fn destination_read_only_names_the_destination() {
     .assert_fails(1, "read-only");
     assert_no_leftovers(volume.name());
 }
+
+/// `--helper-image` uses a local image (here one that has a `/volume`-less
+/// root file system of its own) and never pulls a missing one.
+#[test]
+fn helper_image_flag_uses_a_local_image_and_never_pulls() {
+    let volume = Volume::new("himg");
+    fill(&volume, "echo x > /v/x");
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let image = crate::common::test_image();
+    backup(volume.name(), dest.path(), &key, &["--helper-image", image]);
+    let missing = crate::common::unique_name("no-such-image");
+    volsafe(&[
+        "backup",
+        volume.name(),
+        "--to",
+        path_str(dest.path()),
+        "-r",
+        &key.recipient,
+        "--helper-image",
+        &format!("{missing}:1"),
+    ])
+    .assert_fails(1, "not found")
+    .assert_fails(1, "never pulls");
+    assert_no_leftovers(volume.name());
+}
+
+/// `--log-format json`: every line on stderr is a JSON object.
+#[test]
+fn log_format_json_writes_json_lines() {
+    let volume = Volume::new("jsonlog");
+    fill(&volume, "echo x > /v/x");
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let run = volsafe(&[
+        "backup",
+        volume.name(),
+        "--to",
+        path_str(dest.path()),
+        "-r",
+        &key.recipient,
+        "--log-format",
+        "json",
+    ]);
+    run.assert_ok();
+    let lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert!(!lines.is_empty(), "no log lines\n{run}");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v.get("level").is_some(), "{line}");
+    }
+}
