@@ -90,6 +90,9 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
     match cli.command {
         Command::Keygen(a) => keygen::run(a.output.as_deref()),
         Command::Backup(a) => {
+            for v in &a.volumes {
+                engine::volume::check_name(v)?;
+            }
             let dest = backup::check_dest(&a.volumes, &a.to)?;
             let encryption = archive::crypto::encryption_from_args(
                 &a.recipients.recipients,

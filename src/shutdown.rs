@@ -8,6 +8,12 @@
 //! second signal's code: cleanup waiting on a daemon that has gone away
 //! could otherwise never be cut short. What it leaves behind (helpers, a
 //! lock, `.partial` files) is what a later run sweeps up, as after a kill.
+//! Except while a volume is being written or put back ([`Shutdown::protect`]):
+//! stopping then would leave a half-restored volume, so further signals are
+//! ignored until that step is done.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
@@ -17,12 +23,24 @@ use crate::error::Signal;
 #[derive(Clone)]
 pub struct Shutdown {
     rx: watch::Receiver<Option<Signal>>,
+    protected: Arc<AtomicUsize>,
+}
+
+/// While alive, a second signal does not end the process.
+pub struct Protected(Arc<AtomicUsize>);
+
+impl Drop for Protected {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Shutdown {
     /// Installs the signal handlers. Call inside the runtime.
     pub fn install() -> Shutdown {
         let (tx, rx) = watch::channel(None);
+        let protected = Arc::new(AtomicUsize::new(0));
+        let busy = protected.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let (Ok(mut int), Ok(mut term)) = (
@@ -38,22 +56,38 @@ impl Shutdown {
             };
             tracing::warn!(signal = ?got, "stopping: cleaning up");
             let _ = tx.send(Some(got));
-            // A second signal: the user would rather stop than wait for cleanup.
-            let again = tokio::select! {
-                _ = int.recv() => Signal::Int,
-                _ = term.recv() => Signal::Term,
-            };
-            tracing::error!(signal = ?again, "second signal: exiting without finishing cleanup");
-            std::process::exit(crate::error::Exit::Interrupted(again).code());
+            // A second signal: the user would rather stop than wait for
+            // cleanup, unless stopping would leave a volume half-written.
+            loop {
+                let again = tokio::select! {
+                    _ = int.recv() => Signal::Int,
+                    _ = term.recv() => Signal::Term,
+                };
+                if busy.load(Ordering::SeqCst) > 0 {
+                    tracing::warn!("a volume is being written; finishing that first so it is not left half-restored");
+                    continue;
+                }
+                tracing::error!(signal = ?again, "second signal: exiting without finishing cleanup");
+                std::process::exit(crate::error::Exit::Interrupted(again).code());
+            }
         });
-        Shutdown { rx }
+        Shutdown { rx, protected }
+    }
+
+    /// Marks a step that must not be cut short by a second signal.
+    pub fn protect(&self) -> Protected {
+        self.protected.fetch_add(1, Ordering::SeqCst);
+        Protected(self.protected.clone())
     }
 
     /// A handle that never fires, for tests and library callers.
     pub fn never() -> Shutdown {
         let (tx, rx) = watch::channel(None);
         std::mem::forget(tx);
-        Shutdown { rx }
+        Shutdown {
+            rx,
+            protected: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     /// The signal received so far, if any.

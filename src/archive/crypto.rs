@@ -273,8 +273,12 @@ pub fn decrypt_error(source: &str, e: age::DecryptError) -> anyhow::Error {
             format!("{source}: the passphrase's work factor is too high to try"),
             "this archive was not written by volsafe's default settings",
         ),
-        D::Io(io) => anyhow::Error::new(io).context(format!("{source}: cannot read")),
-        other => failed(
+        // Reading the header itself failed: a truncated or damaged file.
+        D::Io(io) => crate::error::integrity(
+            format!("{source}: the age header is truncated or damaged ({io})"),
+            "the archive is damaged; use another backup",
+        ),
+        other => crate::error::integrity(
             format!("{source}: not a readable age file ({other})"),
             "the file may be damaged or not an archive",
         ),

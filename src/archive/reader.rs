@@ -158,9 +158,14 @@ impl ArchiveReader {
             return Ok(());
         };
         loop {
-            let magic = input
-                .magic()
-                .with_context(|| format!("{source}: cannot read"))?;
+            // The first bytes after the age header: if they cannot be
+            // decrypted or read, the archive is damaged at its start.
+            let magic = input.magic().map_err(|e| {
+                integrity(
+                    format!("{source}: damaged or truncated at its start ({e})"),
+                    "the archive is damaged; use another backup",
+                )
+            })?;
             match magic {
                 None => {
                     return Err(integrity(
@@ -173,8 +178,12 @@ impl ArchiveReader {
                     return Ok(());
                 }
                 Some(m) if meta::is_skippable(m) => {
-                    let frame = meta::read_skippable(input)
-                        .with_context(|| format!("{source}: truncated metadata frame"))?;
+                    let frame = meta::read_skippable(input).map_err(|e| {
+                        integrity(
+                            format!("{source}: truncated or damaged metadata frame ({e})"),
+                            "the archive is damaged; use another backup",
+                        )
+                    })?;
                     if let Skippable::Volsafe { kind, json } = frame {
                         if kind == FrameKind::Header as u8 {
                             check_format(&json, source)?;

@@ -362,6 +362,10 @@ pub async fn lock(
             if let Some(id) = holder.id {
                 remove_container(engine, &id).await;
             }
+            // Its helpers still hold the volume (a restore could not remove it).
+            if let Err(e) = sweep(engine, &lease.id).await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot remove the leftovers of the run that is gone");
+            }
             continue;
         }
         let who = labels_of

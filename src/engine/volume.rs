@@ -161,3 +161,45 @@ mod tests {
         }
     }
 }
+
+/// Checks a volume name as the Engine's local driver does
+/// (`[a-zA-Z0-9][a-zA-Z0-9_.-]+`), before anything is created: an empty
+/// name would make the Engine create an anonymous volume, and other bad
+/// names would fail later with a message about volsafe's lock instead.
+pub fn check_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if first_ok && rest_ok && name.len() >= 2 && name.len() <= 200 {
+        return Ok(());
+    }
+    Err(crate::error::usage(
+        format!("volume name {name:?}: not a valid Docker volume name"),
+        "use 2 to 200 letters, digits, `_`, `.` or `-`, starting with a letter or digit",
+    ))
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::check_name;
+
+    #[test]
+    fn volume_names_are_checked_like_the_engine_does() {
+        for ok in ["pgdata", "a1", "my_vol.2-x", "0abc"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "-x",
+            ".x",
+            "../etc",
+            "a/b",
+            "a b",
+            "vol-é",
+            &"x".repeat(201),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -108,9 +108,15 @@ fn is_external(driver: &str, options: &BTreeMap<String, String>) -> bool {
 
 pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
     plan.keys.load()?; // usage errors in key files come first
+    if let Some(v) = &plan.volume {
+        volume::check_name(v)?;
+    }
     let engine = crate::engine::connect().await?;
     let (archive, _spool) = resolve_source(&plan, &engine, &shutdown).await?;
-    let label = format!("archive {}", archive.display());
+    let label = match plan.source {
+        Source::Stdin => "archive from stdin".to_owned(),
+        _ => format!("archive {}", archive.display()),
+    };
 
     // Open once: a wrong key or a file that is not an archive fails here.
     let (header, encrypted) = {
@@ -131,6 +137,7 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
             ))
         }
     };
+    volume::check_name(&target)?;
     let image = helper::ensure_image(&engine, plan.helper_image.as_deref()).await?;
     let lease = Lease::start(&engine, &image, "restore").await?;
     if let Err(e) = lease::sweep(&engine, &lease.id).await {
@@ -146,6 +153,7 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
     };
     let result = match lease::lock(&engine, &image, &target, &lease, LOCK_WAIT, &shutdown).await {
         Ok(lock) => {
+            let _writing = shutdown.protect();
             let r = restore(&ctx, &target, header.as_ref(), encrypted, &shutdown).await;
             lock.release(&engine).await;
             r

@@ -71,8 +71,12 @@ pub async fn look(ctx: &Ctx<'_>, name: &str) -> Result<Look> {
     let (pump, input) = bridge::download(ctx.engine, &helper.id, &format!("/{MOUNT_DIR}"), None);
     let work = tokio::task::spawn_blocking(move || -> Result<Look> {
         let mut tar = TarReader::new(input);
-        let root = tar.next_entry()?;
+        let mut root = tar.next_entry()?;
         let empty = root.is_some() && tar.next_entry()?.is_none();
+        // Kept as an archive entry (`./`), the way `put_root` expects it.
+        if let Some(r) = &mut root {
+            r.path = names::engine_to_archive(&r.path).unwrap_or_else(|| b"./".to_vec());
+        }
         Ok(Look { root, empty })
     });
     let ((), look) = tokio::join!(pump, work);
@@ -96,8 +100,9 @@ pub async fn check_archive(ctx: &Ctx<'_>) -> Result<Summary> {
     );
     let summary = tokio::task::spawn_blocking(move || -> Result<Summary> {
         let reader = open_archive(&archive, &keys, &label, Some(counter))?;
+        let mut confine = Confine::default();
         walk(reader, |entry, _| {
-            names::archive_to_engine(&entry.path).map_err(|_| climbs_out(&entry.path_lossy()))?;
+            confine.entry(entry)?;
             Ok(())
         })
         .with_context(|| format!("{label}: damaged; the volume was not touched"))
@@ -120,17 +125,59 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The entry as the daemon extracts it, under the mount directory.
-fn to_engine(entry: &Entry) -> Result<Entry> {
-    let mut e = entry.clone();
-    e.path = names::archive_to_engine(&entry.path).map_err(|_| climbs_out(&entry.path_lossy()))?;
-    if e.kind == EntryKind::HardLink {
-        if let Some(link) = &entry.link {
-            e.link =
-                Some(names::archive_to_engine(link).map_err(|_| climbs_out(&entry.path_lossy()))?);
+/// Turns archive entries into the entries the daemon extracts, refusing
+/// those that would land outside the volume: `..` in a name, a hard link to
+/// an absolute path, or an entry below a symlink of the archive (a symlink
+/// is data, never a way out). Remembers the archive's symlinks to do so.
+#[derive(Default)]
+pub struct Confine {
+    symlinks: std::collections::HashSet<Vec<u8>>,
+}
+
+impl Confine {
+    pub fn entry(&mut self, entry: &Entry) -> Result<Entry> {
+        let name = entry.path_lossy();
+        let rel = names::relative(&entry.path).map_err(|_| climbs_out(&name))?;
+        let rel = rel.strip_suffix(b"/").unwrap_or(&rel).to_vec();
+        let mut prefix = Vec::new();
+        for part in rel.split(|&b| b == b'/') {
+            if !prefix.is_empty() && self.symlinks.contains(&prefix) {
+                return Err(failed(
+                    format!(
+                        "archive entry {name:?} lies below the symlink {:?}",
+                        String::from_utf8_lossy(&prefix)
+                    ),
+                    "this archive was not made from a volume; extract it by hand",
+                ));
+            }
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(part);
         }
+        let mut e = entry.clone();
+        e.path = names::archive_to_engine(&entry.path).map_err(|_| climbs_out(&name))?;
+        match e.kind {
+            EntryKind::Symlink => {
+                self.symlinks.insert(rel);
+            }
+            EntryKind::HardLink => {
+                let link = entry.link.as_deref().unwrap_or_default();
+                if link.starts_with(b"/") {
+                    return Err(failed(
+                        format!(
+                            "archive entry {name:?} is a hard link to {:?}, outside the volume",
+                            String::from_utf8_lossy(link)
+                        ),
+                        "this archive was not made from a volume; extract it by hand",
+                    ));
+                }
+                e.link = Some(names::archive_to_engine(link).map_err(|_| climbs_out(&name))?);
+            }
+            _ => {}
+        }
+        Ok(e)
     }
-    Ok(e)
 }
 
 /// Streams `archive` into `volume` through a read-write helper. With a
@@ -149,8 +196,9 @@ pub async fn extract(
     let (archive, label, counter) = (archive.to_path_buf(), label.to_owned(), progress.counter());
     let result = upload(ctx, volume, shutdown, move |out| {
         let reader = open_archive(&archive, &keys, &label, Some(counter))?;
+        let mut confine = Confine::default();
         walk(reader, |entry, data| {
-            out.append(&to_engine(entry)?, data)
+            out.append(&confine.entry(entry)?, data)
                 .with_context(|| format!("entry {:?}", entry.path_lossy()))?;
             Ok(())
         })
@@ -167,7 +215,7 @@ pub async fn extract(
 pub async fn put_root(ctx: &Ctx<'_>, volume: &str, root: &Entry) -> Result<()> {
     let root = root.clone();
     upload(ctx, volume, None, move |out| {
-        out.append(&to_engine(&root)?, &mut io::empty())?;
+        out.append(&Confine::default().entry(&root)?, &mut io::empty())?;
         Ok(())
     })
     .await
@@ -250,4 +298,65 @@ fn is_channel_closed(e: &anyhow::Error) -> bool {
         c.downcast_ref::<io::Error>()
             .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, kind: EntryKind, link: Option<&str>) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            uname: Vec::new(),
+            gname: Vec::new(),
+            mtime: 0,
+            size: 0,
+            link: link.map(|l| l.as_bytes().to_vec()),
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn entries_below_a_symlink_are_refused() {
+        let mut c = Confine::default();
+        c.entry(&entry("./", EntryKind::Dir, None)).unwrap();
+        c.entry(&entry("./esc", EntryKind::Symlink, Some("/")))
+            .unwrap();
+        assert!(c
+            .entry(&entry("./esc/pwned", EntryKind::File, None))
+            .is_err());
+        // A name that only starts like the symlink is fine.
+        c.entry(&entry("./escape/x", EntryKind::File, None))
+            .unwrap();
+    }
+
+    #[test]
+    fn hard_links_outside_the_volume_are_refused() {
+        let mut c = Confine::default();
+        assert!(c
+            .entry(&entry("./h", EntryKind::HardLink, Some("/etc/passwd")))
+            .is_err());
+        assert!(c
+            .entry(&entry("./h", EntryKind::HardLink, Some("../x")))
+            .is_err());
+        let e = c
+            .entry(&entry("./h", EntryKind::HardLink, Some("./a/f")))
+            .unwrap();
+        assert_eq!(e.link.unwrap(), b"volume/a/f");
+        assert_eq!(e.path, b"volume/h");
+    }
+
+    #[test]
+    fn the_root_maps_to_the_mount_directory() {
+        let e = Confine::default()
+            .entry(&entry("./", EntryKind::Dir, None))
+            .unwrap();
+        assert_eq!(e.path, b"volume/");
+    }
 }
