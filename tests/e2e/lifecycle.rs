@@ -406,3 +406,133 @@ fn log_format_json_writes_json_lines() {
         assert!(v.get("level").is_some(), "{line}");
     }
 }
+
+/// Ctrl-C while an empty existing volume is being filled: it is made empty
+/// again, and its root keeps its owner and mode (0700, uid 999).
+#[test]
+fn ctrl_c_mid_restore_into_empty_volume_keeps_its_root() {
+    use std::io::BufRead;
+    let source = Volume::new("rootsrc");
+    fill(&source, &fixtures::random_file(400));
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let archive = backup(source.name(), dest.path(), &key, &[]);
+    let target = Volume::new("rootdst");
+    fill(&target, fixtures::ROOT_999_0700);
+    let before = crate::common::digest(&target);
+    let args = [
+        "restore",
+        path_str(&archive),
+        "--volume",
+        target.name(),
+        "-i",
+        key.identity(),
+        "-v",
+    ];
+    let mut child = volsafe_command(&args).spawn().unwrap();
+    let pid = child.id();
+    // The debug log names the read-write helper the moment the extraction
+    // starts: the signal arrives while the volume is being written.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains("ReadWrite") {
+            Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status()
+                .unwrap();
+            break;
+        }
+        line.clear();
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    seen.push_str(&rest);
+    let status = child.wait().unwrap().code();
+    assert_eq!(status, Some(130), "{seen}");
+    before.assert_same(
+        &crate::common::digest(&target),
+        "target after an interrupted restore",
+    );
+    assert_no_leftovers(target.name());
+}
+
+/// An empty or invalid volume name is a usage error, before anything is
+/// created (an empty name would make the Engine create an anonymous volume).
+#[test]
+fn invalid_volume_names_are_usage_errors() {
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    for bad in ["", "a", "../etc", "a b"] {
+        volsafe(&[
+            "backup",
+            bad,
+            "--to",
+            path_str(dest.path()),
+            "-r",
+            &key.recipient,
+        ])
+        .assert_fails(2, "not a valid docker volume name");
+    }
+    let source = Volume::new("namesrc");
+    fill(&source, "echo x > /v/x");
+    let archive = backup(source.name(), dest.path(), &key, &[]);
+    volsafe(&[
+        "restore",
+        path_str(&archive),
+        "--volume",
+        "",
+        "-i",
+        key.identity(),
+    ])
+    .assert_fails(2, "not a valid docker volume name");
+}
+
+/// Ctrl-C while an empty volume that a stopped container references is
+/// being filled: it cannot be emptied again, so the restore finishes first,
+/// then exits 130. Never a half-restored volume.
+#[test]
+fn ctrl_c_mid_restore_into_referenced_volume_finishes_it() {
+    use std::io::BufRead;
+    let source = Volume::new("refsrc");
+    fill(&source, &fixtures::random_file(300));
+    let want = crate::common::digest(&source);
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let archive = backup(source.name(), dest.path(), &key, &[]);
+    let target = Volume::new("refdst");
+    crate::common::container_using(&target, false);
+    let args = [
+        "restore",
+        path_str(&archive),
+        "--volume",
+        target.name(),
+        "-i",
+        key.identity(),
+        "-v",
+    ];
+    let mut child = volsafe_command(&args).spawn().unwrap();
+    let pid = child.id().to_string();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains("ReadWrite") {
+            Command::new("kill").args(["-INT", &pid]).status().unwrap();
+            break;
+        }
+        line.clear();
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    seen.push_str(&rest);
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{seen}");
+    want.assert_same(
+        &crate::common::digest(&target),
+        "referenced target after Ctrl-C",
+    );
+    assert_no_leftovers(target.name());
+}

@@ -401,16 +401,23 @@ async fn restore_existing(
     }
 
     let Some(rollback) = rollback else {
-        // Empty before: on failure or interruption, make it empty again.
-        let result = stream::extract(
-            ctx,
-            ctx.archive,
-            ctx.label,
-            ctx.plan.keys.clone(),
-            &name,
-            Some(shutdown),
-        )
-        .await;
+        // Empty before: on failure or interruption, make it empty again. A
+        // volume that containers reference cannot be emptied again, so then a
+        // signal lets the extraction finish instead of cutting it short.
+        let abort_on = if users.is_empty() {
+            Some(shutdown)
+        } else {
+            None
+        };
+        let keys = ctx.plan.keys.clone();
+        let result = stream::extract(ctx, ctx.archive, ctx.label, keys, &name, abort_on).await;
+        let result = match (result, shutdown.signal()) {
+            (Ok(()), Some(s)) => Err(interrupted(s)),
+            (r, _) => r,
+        };
+        if result.is_ok() {
+            tracing::info!(volume = %name, archive = %ctx.label, "restored");
+        }
         if result.is_err() {
             if users.is_empty() {
                 if let Err(e) = empty_again(ctx, &spec, look.root.as_ref()).await {
