@@ -168,13 +168,16 @@ impl Pending {
     pub fn commit(mut self, sidecar: &Sidecar) -> Result<PathBuf> {
         drop(self.file.take());
         rename_new(&self.partial, &self.path)?;
-        // From here on, Drop finds no partial file to remove.
+        // From here on, Drop finds no partial file to remove; an archive
+        // without its sidecar is not a backup, so it goes if the rest fails.
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        sync_dir(dir)?;
-        write_new_durably(
-            &sidecar_of(&self.path),
-            &serde_json::to_vec_pretty(sidecar)?,
-        )?;
+        let json = serde_json::to_vec_pretty(sidecar)?;
+        let committed =
+            sync_dir(dir).and_then(|()| write_new_durably(&sidecar_of(&self.path), &json));
+        if let Err(e) = committed {
+            let _ = fs::remove_file(&self.path);
+            return Err(e);
+        }
         Ok(self.path.clone())
     }
 }
@@ -442,6 +445,32 @@ mod tests {
         let pb = b.commit(&sb).unwrap();
         assert_ne!(pa, pb);
         assert!(pa.exists() && pb.exists());
+    }
+
+    #[test]
+    fn archive_without_its_sidecar_is_removed_when_commit_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = OffsetDateTime::now_utc();
+        let mut p = create(dir.path(), "v", t, true).unwrap();
+        p.file.as_mut().unwrap().write_all(b"data").unwrap();
+        // Something already sits where the sidecar goes: the commit fails.
+        fs::create_dir(sidecar_of(&p.path)).unwrap();
+        let path = p.path.clone();
+        let side = Sidecar {
+            format: 1,
+            volume: "v".into(),
+            daemon: "d".into(),
+            created: rfc3339_millis(t),
+            archive: "x".into(),
+            size: 4,
+            sha256: String::new(),
+            tool: "t".into(),
+            encrypted: true,
+            entries: 1,
+        };
+        assert!(p.commit(&side).is_err());
+        assert!(!path.exists(), "an uncommitted archive kept its final name");
+        assert!(!partial_of(&path).exists());
     }
 
     #[test]
