@@ -131,9 +131,20 @@ async fn backup_one(
     let result = async {
         let spec = volume::require(engine, name).await?;
         let helper = helper::create(engine, image, name, Access::ReadOnly, &lease.id).await?;
-        let result = tokio::select! {
-            r = write_archive(engine, &helper, &spec, plan) => r,
-            s = shutdown.wait() => Err(interrupted(s)),
+        let mut attempt = 1;
+        let result = loop {
+            let result = tokio::select! {
+                r = write_archive(engine, &helper, &spec, plan) => r,
+                s = shutdown.wait() => Err(interrupted(s)),
+            };
+            match result {
+                Err(e) if attempt < ATTEMPTS && is_cut_stream(&e) => {
+                    tracing::warn!(volume = name, attempt, error = %format!("{e:#}"),
+                        "a file changed while the daemon read it; backing up again");
+                    attempt += 1;
+                }
+                r => break r,
+            }
         };
         helper.remove(engine).await;
         result
@@ -141,6 +152,24 @@ async fn backup_one(
     .await;
     lock.release(engine).await;
     result
+}
+
+/// How often a backup is tried when the daemon's stream is cut short.
+const ATTEMPTS: u32 = 3;
+
+/// Whether the daemon cut its stream short: the Engine does that when a file
+/// shrinks or disappears between its header and its data, and the next
+/// attempt usually reads a consistent file.
+fn is_cut_stream(e: &anyhow::Error) -> bool {
+    use crate::archive::tarstream::TarError;
+    e.chain().any(|c| {
+        let tar = c.downcast_ref::<TarError>().or_else(|| {
+            c.downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<TarError>())
+        });
+        matches!(tar, Some(TarError::Truncated { .. }))
+    })
 }
 
 async fn write_archive(
