@@ -149,28 +149,41 @@ async fn create_marker(
 impl Lease {
     /// Takes a lease for this run and starts renewing it.
     pub async fn start(engine: &Engine, image: &str, what: &str) -> Result<Lease> {
-        let id = random_id();
         let holder = holder_description(what);
-        let labels = HashMap::from([
-            (LABEL_ROLE.to_owned(), "lease".to_owned()),
-            (LABEL_OWNER.to_owned(), id.clone()),
-            (LABEL_HOLDER.to_owned(), holder.clone()),
-        ]);
-        let container = create_marker(engine, image, &lease_name(&id), labels)
-            .await
-            .map_err(|e| {
-                failed(
-                    format!(
-                        "cannot create volsafe's lease container ({})",
-                        message_of(&e)
-                    ),
-                    "check the daemon's log",
-                )
-            })?;
-        if let Err(e) = write_expiry(engine, &container).await {
-            remove_container(engine, &container).await;
-            return Err(e);
-        }
+        // Under load the daemon has been seen to lose a container between
+        // its creation and the first write into it; a new lease is cheap.
+        let mut attempt = 1;
+        let (id, container) = loop {
+            let id = random_id();
+            let labels = HashMap::from([
+                (LABEL_ROLE.to_owned(), "lease".to_owned()),
+                (LABEL_OWNER.to_owned(), id.clone()),
+                (LABEL_HOLDER.to_owned(), holder.clone()),
+            ]);
+            let container = create_marker(engine, image, &lease_name(&id), labels)
+                .await
+                .map_err(|e| {
+                    failed(
+                        format!(
+                            "cannot create volsafe's lease container ({})",
+                            message_of(&e)
+                        ),
+                        "check the daemon's log",
+                    )
+                })?;
+            match write_expiry(engine, &container).await {
+                Ok(()) => break (id, container),
+                Err(e) => {
+                    remove_container(engine, &container).await;
+                    if attempt == 3 {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %format!("{e:#}"), attempt, "cannot start the lease; trying again");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
         let renew = {
             // A renewal that hangs must give up before the lease runs out.
             let engine = Engine {
