@@ -411,7 +411,6 @@ fn log_format_json_writes_json_lines() {
 /// again, and its root keeps its owner and mode (0700, uid 999).
 #[test]
 fn ctrl_c_mid_restore_into_empty_volume_keeps_its_root() {
-    use std::io::BufRead;
     let source = Volume::new("rootsrc");
     fill(&source, &fixtures::random_file(400));
     let key = AgeKey::new();
@@ -429,28 +428,7 @@ fn ctrl_c_mid_restore_into_empty_volume_keeps_its_root() {
         key.identity(),
         "-v",
     ];
-    let mut child = volsafe_command(&args).spawn().unwrap();
-    let pid = child.id();
-    // The debug log names the read-write helper the moment the extraction
-    // starts: the signal arrives while the volume is being written.
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 {
-        seen.push_str(&line);
-        if line.contains("ReadWrite") {
-            Command::new("kill")
-                .args(["-INT", &pid.to_string()])
-                .status()
-                .unwrap();
-            break;
-        }
-        line.clear();
-    }
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    seen.push_str(&rest);
-    let status = child.wait().unwrap().code();
+    let (status, seen) = interrupt_at_extraction(&args);
     assert_eq!(status, Some(130), "{seen}");
     before.assert_same(
         &crate::common::digest(&target),
@@ -495,7 +473,6 @@ fn invalid_volume_names_are_usage_errors() {
 /// then exits 130. Never a half-restored volume.
 #[test]
 fn ctrl_c_mid_restore_into_referenced_volume_finishes_it() {
-    use std::io::BufRead;
     let source = Volume::new("refsrc");
     fill(&source, &fixtures::random_file(300));
     let want = crate::common::digest(&source);
@@ -513,7 +490,21 @@ fn ctrl_c_mid_restore_into_referenced_volume_finishes_it() {
         key.identity(),
         "-v",
     ];
-    let mut child = volsafe_command(&args).spawn().unwrap();
+    let (status, seen) = interrupt_at_extraction(&args);
+    assert_eq!(status, Some(130), "{seen}");
+    want.assert_same(
+        &crate::common::digest(&target),
+        "referenced target after Ctrl-C",
+    );
+    assert_no_leftovers(target.name());
+}
+
+/// Runs a `restore … -v` and sends SIGINT the moment its debug log names the
+/// read-write helper, i.e. while the volume is being written. Returns the
+/// exit status and everything it printed on stderr.
+fn interrupt_at_extraction(args: &[&str]) -> (Option<i32>, String) {
+    use std::io::{BufRead, Read};
+    let mut child = volsafe_command(args).spawn().unwrap();
     let pid = child.id().to_string();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
@@ -527,12 +518,7 @@ fn ctrl_c_mid_restore_into_referenced_volume_finishes_it() {
         line.clear();
     }
     let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    stderr.read_to_string(&mut rest).unwrap();
     seen.push_str(&rest);
-    assert_eq!(child.wait().unwrap().code(), Some(130), "{seen}");
-    want.assert_same(
-        &crate::common::digest(&target),
-        "referenced target after Ctrl-C",
-    );
-    assert_no_leftovers(target.name());
+    (child.wait().unwrap().code(), seen)
 }
