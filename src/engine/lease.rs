@@ -15,8 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptions, DownloadFromContainerOptions, ListContainersOptions,
-    UploadToContainerOptions,
+    CreateContainerOptions, DownloadFromContainerOptions, UploadToContainerOptions,
 };
 use futures_util::TryStreamExt;
 use time::OffsetDateTime;
@@ -281,14 +280,7 @@ fn read_expiry(tar: &[u8]) -> Option<i64> {
 /// Removes volsafe containers (helpers, locks, leases) whose owner's lease
 /// has expired. Never touches those of a live run.
 pub async fn sweep(engine: &Engine, me: &str) -> Result<()> {
-    let filters = HashMap::from([("label".to_owned(), vec![LABEL_ROLE.to_owned()])]);
-    let list = engine
-        .docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        }))
+    let list = super::containers_where(engine, "label", LABEL_ROLE)
         .await
         .map_err(|e| anyhow::anyhow!("{}", message_of(&e)))
         .context("cannot list volsafe's containers")?;

@@ -114,6 +114,21 @@ pub fn message_of(e: &bollard::errors::Error) -> String {
     }
 }
 
+/// Every container, running or not, that matches one `docker ps` filter.
+pub async fn containers_where(
+    engine: &Engine,
+    key: &str,
+    value: &str,
+) -> Result<Vec<bollard::models::ContainerSummary>, bollard::errors::Error> {
+    let filters = std::collections::HashMap::from([(key.to_owned(), vec![value.to_owned()])]);
+    let options = bollard::query_parameters::ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    engine.docker.list_containers(Some(options)).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

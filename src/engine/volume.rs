@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 use bollard::models::{Volume, VolumeCreateRequest};
-use bollard::query_parameters::{ListContainersOptions, RemoveVolumeOptions};
+use bollard::query_parameters::RemoveVolumeOptions;
 
 use super::{message_of, status_of, Engine};
 use crate::error::failed;
@@ -108,14 +108,7 @@ pub struct User {
 /// The containers (running or not) that reference a volume, volsafe's own
 /// helpers left out.
 pub async fn users(engine: &Engine, volume: &str) -> Result<Vec<User>> {
-    let filters = HashMap::from([("volume".to_owned(), vec![volume.to_owned()])]);
-    let list = engine
-        .docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        }))
+    let list = super::containers_where(engine, "volume", volume)
         .await
         .map_err(|e| {
             failed(

@@ -297,7 +297,7 @@ async fn restore_new(
                 tracing::warn!(volume = target, error = %format!("{e:#}"), "cannot remove the volume this restore created");
             }
         }
-        Ok(()) => tracing::info!(volume = target, archive = %ctx.label, "restored"),
+        Ok(()) => tracing::info!(volume = target, archive = %ctx.archive.display(), "restored"),
     }
     result
 }
@@ -394,7 +394,7 @@ async fn restore_existing(
         Some(rollback::encryption(ctx, encrypted)?)
     };
 
-    tracing::info!(archive = %ctx.label, "checking the whole archive before writing to the volume");
+    tracing::info!(archive = %ctx.archive.display(), "checking the whole archive before writing to the volume");
     tokio::select! {
         r = stream::check_archive(ctx) => { r?; }
         s = shutdown.wait() => return Err(interrupted(s)),
@@ -416,7 +416,7 @@ async fn restore_existing(
             (r, _) => r,
         };
         if result.is_ok() {
-            tracing::info!(volume = %name, archive = %ctx.label, "restored");
+            tracing::info!(volume = %name, archive = %ctx.archive.display(), "restored");
         }
         if result.is_err() {
             if users.is_empty() {
@@ -474,7 +474,7 @@ async fn restore_existing(
         }
         return result;
     }
-    tracing::info!(volume = %name, archive = %ctx.label, "restored");
+    tracing::info!(volume = %name, archive = %ctx.archive.display(), "restored");
     match shutdown.signal() {
         Some(s) => Err(interrupted(s)),
         None => Ok(()),
