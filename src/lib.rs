@@ -6,6 +6,7 @@
 //! what the user typed into a checked plan and hands it to one job.
 
 pub mod archive;
+pub mod check;
 pub mod cli;
 pub mod engine;
 pub mod error;

@@ -232,7 +232,7 @@ impl NewArchive {
         };
         if encryptor.is_none() {
             let before = header.driver_options.len();
-            header.driver_options.retain(|k, v| !looks_secret(k, v));
+            header.driver_options.retain(|k, v| !crate::check::secrets::looks_secret(k, v));
             if header.driver_options.len() != before {
                 tracing::warn!(volume = %spec.name,
                     "credentials in the volume's driver options are left out of the unencrypted archive");
@@ -245,17 +245,6 @@ impl NewArchive {
             settings,
         }
     }
-}
-
-/// A driver option that holds a credential (CIFS `password=`, `pass=`).
-fn looks_secret(key: &str, value: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    key.contains("pass")
-        || key.contains("secret")
-        || value.split(',').any(|o| {
-            o.to_ascii_lowercase().starts_with("password=")
-                || o.to_ascii_lowercase().starts_with("pass=")
-        })
 }
 
 pub fn tool_version() -> String {
