@@ -4,8 +4,11 @@
 //! into checked settings. Doc comments are the `--help` text.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
+
+pub use crate::check::Severity;
 
 /// Back up Docker named volumes into compressed, encrypted archives, and
 /// restore them exactly.
@@ -67,6 +70,14 @@ pub enum OutputFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+    /// SARIF 2.1.0, for code scanning (compose locations only).
+    Sarif,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generate a new age X25519 identity (like age-keygen).
@@ -79,6 +90,8 @@ pub enum Command {
     List(ListArgs),
     /// Check an archive: its checksum, and its whole content with a key (or when unencrypted).
     Verify(VerifyArgs),
+    /// Check the security of the volume configuration (host or compose file).
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -133,9 +146,18 @@ pub struct BackupArgs {
     #[arg(long, conflicts_with_all = ["recipients", "recipients_files", "passphrase_file"])]
     pub no_encryption: bool,
 
-    /// Ignore file for the pre-backup security check.
+    /// Ignore file for the pre-backup security check (see `volsafe check`).
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub ignore: Option<PathBuf>,
+
+    /// Back up nothing (exit 4) when the pre-backup check finds something
+    /// at or above SEVERITY. Default: report findings, never abort.
+    #[arg(long, value_name = "SEVERITY", value_enum)]
+    pub check_fail_on: Option<Severity>,
+
+    /// Do not run the pre-backup security check.
+    #[arg(long, conflicts_with_all = ["check_fail_on", "ignore"])]
+    pub skip_check: bool,
 
     /// How long to wait for another backup of the same volume to finish.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
@@ -230,6 +252,47 @@ pub struct VerifyArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Check these volumes and the containers that mount them (default:
+    /// every volume and container on the host).
+    #[arg(value_name = "VOLUME", conflicts_with = "compose")]
+    pub volumes: Vec<String>,
+
+    /// Check a compose file instead of the host; no daemon is needed.
+    /// Repeatable; each file is checked on its own.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub compose: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+
+    /// Exit 4 when a finding at or above SEVERITY remains (default: report only).
+    #[arg(long, value_name = "SEVERITY", value_enum)]
+    pub fail_on: Option<Severity>,
+
+    /// Ignore file: findings to suppress, each with a reason.
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub ignore: Option<PathBuf>,
+
+    /// Show suppressed findings too, with their reasons.
+    #[arg(long)]
+    pub show_suppressed: bool,
+
+    /// Backup directory: report volumes without a recent backup (BAK004).
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath, conflicts_with = "compose")]
+    pub backups: Option<PathBuf>,
+
+    /// BAK004 is medium for a newest backup older than this.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub backup_age_medium: Duration,
+
+    /// BAK004 is high for a newest backup older than this, or none.
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub backup_age_high: Duration,
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ pub enum Kind {
     Usage,
     /// An archive is corrupt, truncated or does not match its records.
     Integrity,
+    /// Security findings reached `--fail-on` / `--check-fail-on`.
+    Findings,
     /// The run was interrupted by a signal and cleaned up after itself.
     Interrupted(Signal),
 }
@@ -118,6 +120,7 @@ pub fn exit_for(err: &anyhow::Error) -> Exit {
     match find_user_error(err).map(|u| u.kind) {
         Some(Kind::Usage) => Exit::Usage,
         Some(Kind::Integrity) => Exit::Integrity,
+        Some(Kind::Findings) => Exit::Findings,
         Some(Kind::Interrupted(s)) => Exit::Interrupted(s),
         Some(Kind::Failed) | None => Exit::Failed,
     }

@@ -101,14 +101,10 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
                 a.passphrase_file.as_deref(),
                 a.no_encryption,
             )?;
-            if let Some(ignore) = &a.ignore {
-                if !ignore.is_file() {
-                    return Err(error::usage(
-                        format!("ignore file {}: not found", ignore.display()),
-                        "check the path given to --ignore",
-                    ));
-                }
-            }
+            let ignores = match &a.ignore {
+                Some(path) => check::ignore::load(path)?,
+                None => check::ignore::Ignores::empty(),
+            };
             let plan = backup::Plan {
                 volumes: a.volumes,
                 dest,
@@ -118,6 +114,10 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
                 lock_wait: Duration::from_secs(a.lock_wait),
                 helper_image: g.helper_image.clone(),
                 progress,
+                check: (!a.skip_check).then_some(backup::PreCheck {
+                    ignores,
+                    fail_on: a.check_fail_on,
+                }),
             };
             backup::run(plan, shutdown).await
         }
@@ -148,6 +148,31 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
                 progress,
             };
             restore::run(plan, shutdown).await
+        }
+        Command::Check(a) => {
+            for v in &a.volumes {
+                engine::volume::check_name(v)?;
+            }
+            let ignores = match &a.ignore {
+                Some(path) => check::ignore::load(path)?,
+                None => check::ignore::Ignores::empty(),
+            };
+            let plan = jobs::check::Plan {
+                volumes: a.volumes,
+                compose: a.compose,
+                format: a.format,
+                fail_on: a.fail_on,
+                ignores,
+                show_suppressed: a.show_suppressed,
+                backups: a.backups.map(|dir| {
+                    let limits = check::rules::BackupAge {
+                        medium: a.backup_age_medium,
+                        high: a.backup_age_high,
+                    };
+                    (dir, limits)
+                }),
+            };
+            jobs::check::run(plan).await
         }
         Command::List(a) => list::run(list::Plan {
             dir: a.dir,

@@ -6,6 +6,7 @@
 //! rule is testable without a daemon. Findings carry what they are about
 //! (container, volumes, mount) and, for compose files, where.
 
+pub mod collect;
 pub mod compose;
 pub mod ignore;
 pub mod model;

@@ -82,13 +82,13 @@ impl HostPath {
         Some((id, if rw { rw_sev } else { ro_sev }))
     }
 
-    /// Words for a message: what the path is.
+    /// Words for a message: why it matters.
     pub fn describe(self) -> &'static str {
         match self {
-            HostPath::Socket => "a container runtime API socket (or the directory holding one)",
-            HostPath::Root => "the host's root file system",
-            HostPath::DataRoot => "the Docker data root (or a directory holding it)",
-            HostPath::System => "a host system directory",
+            HostPath::Socket => "through a container runtime API socket, whoever controls the container controls the host (read-only does not help)",
+            HostPath::Root => "the container sees the host's whole file system",
+            HostPath::DataRoot => "the container reaches the Docker data root: every volume, image and container file system on the host",
+            HostPath::System => "the container reaches a host system directory",
             HostPath::Data => "host data outside any volume",
             HostPath::Ordinary => "a host directory",
         }

@@ -35,8 +35,13 @@ impl From<Volume> for VolumeSpec {
 
 /// Inspects a volume; `Ok(None)` when it does not exist.
 pub async fn inspect(engine: &Engine, name: &str) -> Result<Option<VolumeSpec>> {
+    Ok(inspect_full(engine, name).await?.map(Into::into))
+}
+
+/// Inspects a volume, with everything the Engine says of it.
+pub async fn inspect_full(engine: &Engine, name: &str) -> Result<Option<Volume>> {
     match engine.docker.inspect_volume(name).await {
-        Ok(v) => Ok(Some(v.into())),
+        Ok(v) => Ok(Some(v)),
         Err(e) if status_of(&e) == Some(404) => Ok(None),
         Err(e) => Err(failed(
             format!("volume {name}: cannot inspect ({})", message_of(&e)),
@@ -47,12 +52,17 @@ pub async fn inspect(engine: &Engine, name: &str) -> Result<Option<VolumeSpec>> 
 
 /// Inspects a volume that must exist.
 pub async fn require(engine: &Engine, name: &str) -> Result<VolumeSpec> {
-    inspect(engine, name).await?.ok_or_else(|| {
-        failed(
-            format!("volume {name}: not found on daemon {}", engine.name),
-            "check the name with `docker volume ls`; volsafe never creates a volume to back up",
-        )
-    })
+    inspect(engine, name)
+        .await?
+        .ok_or_else(|| not_found(engine, name))
+}
+
+/// The error for a volume that does not exist.
+pub fn not_found(engine: &Engine, name: &str) -> anyhow::Error {
+    failed(
+        format!("volume {name}: not found on daemon {}", engine.name),
+        "check the name with `docker volume ls`; volsafe never creates a volume to back up",
+    )
 }
 
 /// Creates a volume.

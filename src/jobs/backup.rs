@@ -48,6 +48,15 @@ pub struct Plan {
     pub lock_wait: Duration,
     pub helper_image: Option<String>,
     pub progress: progress::Mode,
+    /// The security check run first; `None` with `--skip-check`.
+    pub check: Option<PreCheck>,
+}
+
+/// The pre-backup security check's settings.
+pub struct PreCheck {
+    pub ignores: crate::check::ignore::Ignores,
+    /// Back up nothing when a finding reaches this.
+    pub fail_on: Option<crate::check::Severity>,
 }
 
 /// Checks what clap cannot: stdout takes one volume and never a terminal.
@@ -74,6 +83,15 @@ pub fn check_dest(volumes: &[String], to: &std::path::Path) -> Result<Dest> {
 /// reporting each volume's failure.
 pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
     let engine = crate::engine::connect().await?;
+    if let Some(check) = &plan.check {
+        let req = super::check::BeforeBackup {
+            volumes: &plan.volumes,
+            ignores: &check.ignores,
+            fail_on: check.fail_on,
+            stopping: Default::default(),
+        };
+        super::check::before_backup(&engine, req).await?;
+    }
     let image = helper::ensure_image(&engine, plan.helper_image.as_deref()).await?;
     let lease = Lease::start(&engine, &image, "backup").await?;
     if let Err(e) = lease::sweep(&engine, &lease.id).await {

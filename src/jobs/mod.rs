@@ -1,6 +1,7 @@
 //! The commands. Each takes a checked plan and returns an exit status.
 
 pub mod backup;
+pub mod check;
 pub mod bridge;
 pub mod keygen;
 pub mod list;
