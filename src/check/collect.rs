@@ -9,6 +9,7 @@ use bollard::models::ContainerInspectResponse;
 use futures_util::{stream, StreamExt, TryStreamExt};
 
 use super::model::{Container, Host, Mount, MountKind, Port, PortRange, Volume};
+use super::paths;
 use crate::engine::{self, Engine};
 use crate::error::failed;
 
@@ -191,6 +192,7 @@ pub fn container_from_inspect(c: &ContainerInspectResponse) -> Container {
     let default_bridge =
         matches!(network_mode.as_str(), "default" | "bridge") || on_bridge_network;
 
+    let requested = requested_propagation(&hc);
     let mut mounts: Vec<Mount> = c
         .mounts
         .iter()
@@ -212,7 +214,10 @@ pub fn container_from_inspect(c: &ContainerInspectResponse) -> Container {
                 source,
                 destination: m.destination.clone().unwrap_or_default(),
                 rw: m.rw.unwrap_or(true),
-                propagation: m.propagation.clone().unwrap_or_default(),
+                propagation: effective_propagation(
+                    m.propagation.as_deref().unwrap_or_default(),
+                    requested.get(&paths::normalize(m.destination.as_deref().unwrap_or_default())),
+                ),
                 mode: m.mode.clone().unwrap_or_default(),
                 location: None,
             }
@@ -299,6 +304,44 @@ pub fn container_from_inspect(c: &ContainerInspectResponse) -> Container {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         location: None,
+    }
+}
+
+/// The propagation each bind asked for, by destination: from `-v`
+/// options or `--mount bind-propagation=`.
+fn requested_propagation(hc: &bollard::models::HostConfig) -> HashMap<String, String> {
+    const MODES: &[&str] = &["shared", "rshared", "slave", "rslave", "private", "rprivate"];
+    let mut out = HashMap::new();
+    for bind in hc.binds.iter().flatten() {
+        let parts: Vec<&str> = bind.split(':').collect();
+        if let [_, dst, options] = parts.as_slice() {
+            if let Some(mode) = options.split(',').find(|o| MODES.contains(o)) {
+                out.insert(paths::normalize(dst), mode.to_owned());
+            }
+        }
+    }
+    for m in hc.mounts.iter().flatten() {
+        let propagation = m
+            .bind_options
+            .as_ref()
+            .and_then(|b| b.propagation)
+            .map(|p| p.to_string())
+            .filter(|p| !p.is_empty());
+        if let (Some(dst), Some(p)) = (&m.target, propagation) {
+            out.insert(paths::normalize(dst), p);
+        }
+    }
+    out
+}
+
+/// The propagation the checks judge: what was asked for. The Engine picks
+/// `rslave` by itself for binds of `/` or of the data root, which nobody
+/// chose; it never picks `shared`.
+fn effective_propagation(actual: &str, requested: Option<&String>) -> String {
+    match requested {
+        Some(r) => r.clone(),
+        None if matches!(actual, "shared" | "rshared") => actual.to_owned(),
+        None => String::new(),
     }
 }
 

@@ -21,10 +21,13 @@
 //!   for a literal `$`. A variable that is not set expands to the empty
 //!   string, even with `?` (a scan should not stop because a secret is
 //!   missing from the environment); a malformed `${…` stays as written.
-//! - Ignored: `x-*` extension keys (except as anchor sources), `include`,
-//!   `extends`, `profiles`, `networks`, `secrets`, `configs`, `expose`, and
-//!   the project-name prefix compose gives to volume names (a volume without
-//!   `name:` is known by its key).
+//! - Ignored: `x-*` extension keys (except as anchor sources; under
+//!   `services` and `volumes`, where keys are names, `x-ray` is a name),
+//!   `include` (the files it names are not read), `extends` (a service
+//!   gets nothing from the one it extends), `profiles` (every service is
+//!   read), `networks`, `secrets`, `configs`, `expose`, compose's `!reset`
+//!   and `!override` tags, and the project-name prefix compose gives to
+//!   volume names (a volume without `name:` is known by its key).
 //! - Entries that cannot be understood (a port or mount spec left with an
 //!   unset variable, say) are skipped with a debug message naming the file
 //!   and line; values are never logged, since they may be secrets.
@@ -150,7 +153,7 @@ pub fn parse(
             let Some(list) = ctx.entries(services) else {
                 return Err(ctx.error_at(services.line, "`services` must be a mapping"));
             };
-            for service in list.iter().filter(|e| !e.key.starts_with("x-")) {
+            for service in list.iter() {
                 host.containers.push(ctx.service(service, &names)?);
             }
         }
@@ -675,7 +678,7 @@ impl<'a> Ctx<'a> {
             return Err(self.error_at(node.line, "top-level `volumes` must be a mapping"));
         };
         let mut volumes = Vec::new();
-        for entry in entries.iter().filter(|e| !e.key.starts_with("x-")) {
+        for entry in entries.iter() {
             let body = if entry.value.is_null() {
                 Vec::new()
             } else {
@@ -1781,9 +1784,12 @@ services:
         assert!(host("volumes:\n  a:\n").containers.is_empty());
         assert!(host("services:\n").containers.is_empty());
         assert!(host("name: x\nx-foo: 1\n").containers.is_empty());
-        let h = host("services:\n  empty:\n  x-ext: {privileged: true}\n");
-        assert_eq!(h.containers.len(), 1);
+        // `x-` keys are extensions only where keys are not user-defined:
+        // under `services`, `x-ray` is a service.
+        let h = host("services:\n  empty:\n  x-ray: {privileged: true}\n");
+        assert_eq!(h.containers.len(), 2);
         assert_eq!(h.containers[0].name, "empty");
+        assert!(h.containers[1].privileged);
     }
 
     #[test]

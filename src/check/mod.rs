@@ -313,3 +313,6 @@ impl Finding {
         self.volumes.iter().any(|v| volumes.contains(v))
     }
 }
+
+#[cfg(test)]
+mod tests;

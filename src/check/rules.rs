@@ -173,9 +173,13 @@ fn container(host: &Host, c: &Container, ctx: &Context, out: &mut Vec<Finding>) 
     }
 
     let security = normalized_security_opts(c);
+    // The Engine adds `label=disable` itself to privileged containers and to
+    // those sharing the host's pid or ipc namespace: RUN001/RUN003 say it.
+    let implied_label = c.privileged || c.pid_mode == "host" || c.ipc_mode == "host";
     let disabled: Vec<&str> = security
         .iter()
         .map(String::as_str)
+        .filter(|o| !(implied_label && *o == "label=disable"))
         .filter(|o| {
             matches!(
                 *o,

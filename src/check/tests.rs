@@ -1,0 +1,1 @@
+//! Tests of the rules on captured inspect JSON and on models built by hand.
