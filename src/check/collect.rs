@@ -28,7 +28,11 @@ pub enum Scope<'a> {
 pub async fn collect(engine: &Engine, scope: Scope<'_>) -> Result<Host> {
     let api_error = |what: &str, e: &bollard::errors::Error| {
         failed(
-            format!("docker daemon at {}: cannot {what}: {}", engine.host, engine::message_of(e)),
+            format!(
+                "docker daemon at {}: cannot {what}: {}",
+                engine.host,
+                engine::message_of(e)
+            ),
             "is the daemon running and may this user use it?",
         )
     };
@@ -42,9 +46,7 @@ pub async fn collect(engine: &Engine, scope: Scope<'_>) -> Result<Host> {
             .docker_root_dir
             .filter(|d| !d.is_empty())
             .unwrap_or_else(|| "/var/lib/docker".to_owned()),
-        cgroup_v2: info
-            .cgroup_version
-            .is_some_and(|v| v.to_string() == "2"),
+        cgroup_v2: info.cgroup_version.is_some_and(|v| v.to_string() == "2"),
         docker_host: Some(engine.host.clone()),
         docker_tls: tls_requested(),
         ..Host::default()
@@ -179,18 +181,16 @@ pub fn volume_from_engine(v: &bollard::models::Volume) -> Volume {
 pub fn container_from_inspect(c: &ContainerInspectResponse) -> Container {
     let hc = c.host_config.clone().unwrap_or_default();
     let config = c.config.clone().unwrap_or_default();
-    let running = c
-        .state
-        .as_ref()
-        .is_some_and(|s| s.running == Some(true) || s.paused == Some(true) || s.restarting == Some(true));
+    let running = c.state.as_ref().is_some_and(|s| {
+        s.running == Some(true) || s.paused == Some(true) || s.restarting == Some(true)
+    });
     let network_mode = hc.network_mode.clone().unwrap_or_default();
     let on_bridge_network = c
         .network_settings
         .as_ref()
         .and_then(|n| n.networks.as_ref())
         .is_some_and(|n| n.contains_key("bridge"));
-    let default_bridge =
-        matches!(network_mode.as_str(), "default" | "bridge") || on_bridge_network;
+    let default_bridge = matches!(network_mode.as_str(), "default" | "bridge") || on_bridge_network;
 
     let requested = requested_propagation(&hc);
     let mut mounts: Vec<Mount> = c
@@ -216,7 +216,9 @@ pub fn container_from_inspect(c: &ContainerInspectResponse) -> Container {
                 rw: m.rw.unwrap_or(true),
                 propagation: effective_propagation(
                     m.propagation.as_deref().unwrap_or_default(),
-                    requested.get(&paths::normalize(m.destination.as_deref().unwrap_or_default())),
+                    requested.get(&paths::normalize(
+                        m.destination.as_deref().unwrap_or_default(),
+                    )),
                 ),
                 mode: m.mode.clone().unwrap_or_default(),
                 location: None,
@@ -310,7 +312,9 @@ pub fn container_from_inspect(c: &ContainerInspectResponse) -> Container {
 /// The propagation each bind asked for, by destination: from `-v`
 /// options or `--mount bind-propagation=`.
 fn requested_propagation(hc: &bollard::models::HostConfig) -> HashMap<String, String> {
-    const MODES: &[&str] = &["shared", "rshared", "slave", "rslave", "private", "rprivate"];
+    const MODES: &[&str] = &[
+        "shared", "rshared", "slave", "rslave", "private", "rprivate",
+    ];
     let mut out = HashMap::new();
     for bind in hc.binds.iter().flatten() {
         let parts: Vec<&str> = bind.split(':').collect();

@@ -242,7 +242,10 @@ mod tests {
     fn the_table_in_order() {
         assert_eq!(classify("/", ROOT), HostPath::Root);
         assert_eq!(classify("/var/lib/docker", ROOT), HostPath::DataRoot);
-        assert_eq!(classify("/var/lib/docker/volumes/x/_data", ROOT), HostPath::DataRoot);
+        assert_eq!(
+            classify("/var/lib/docker/volumes/x/_data", ROOT),
+            HostPath::DataRoot
+        );
         assert_eq!(classify("/var", ROOT), HostPath::DataRoot);
         assert_eq!(classify("/var/lib", ROOT), HostPath::DataRoot);
         assert_eq!(classify("/var/lib/containerd", ROOT), HostPath::DataRoot);
@@ -257,18 +260,41 @@ mod tests {
 
     #[test]
     fn near_misses_are_ordinary() {
-        for p in ["/etc2", "/variable", "/opt/etc", "/data/var", "/usrdata", "/tmp/x", "relative/etc"] {
+        for p in [
+            "/etc2",
+            "/variable",
+            "/opt/etc",
+            "/data/var",
+            "/usrdata",
+            "/tmp/x",
+            "relative/etc",
+        ] {
             assert_eq!(classify(p, ROOT), HostPath::Ordinary, "{p}");
         }
     }
 
     #[test]
     fn severities() {
-        assert_eq!(HostPath::Root.finding(true), Some(("VOL002", Severity::Critical)));
-        assert_eq!(HostPath::Root.finding(false), Some(("VOL002", Severity::High)));
-        assert_eq!(HostPath::System.finding(false), Some(("VOL002", Severity::Medium)));
-        assert_eq!(HostPath::Socket.finding(false), Some(("VOL001", Severity::Critical)));
-        assert_eq!(HostPath::DataRoot.finding(false), Some(("VOL003", Severity::High)));
+        assert_eq!(
+            HostPath::Root.finding(true),
+            Some(("VOL002", Severity::Critical))
+        );
+        assert_eq!(
+            HostPath::Root.finding(false),
+            Some(("VOL002", Severity::High))
+        );
+        assert_eq!(
+            HostPath::System.finding(false),
+            Some(("VOL002", Severity::Medium))
+        );
+        assert_eq!(
+            HostPath::Socket.finding(false),
+            Some(("VOL001", Severity::Critical))
+        );
+        assert_eq!(
+            HostPath::DataRoot.finding(false),
+            Some(("VOL003", Severity::High))
+        );
         assert_eq!(HostPath::Ordinary.finding(true), None);
     }
 

@@ -120,9 +120,15 @@ fn container(host: &Host, c: &Container, ctx: &Context, out: &mut Vec<Finding>) 
     if c.privileged {
         let binds = c.mounts.iter().any(|m| m.kind == MountKind::Bind);
         let (severity, why) = if binds {
-            (Severity::Critical, "and bind-mounts host paths: it can reach every device and file of the host")
+            (
+                Severity::Critical,
+                "and bind-mounts host paths: it can reach every device and file of the host",
+            )
         } else {
-            (Severity::High, "it can reach every device of the host, and the data of other volumes through them")
+            (
+                Severity::High,
+                "it can reach every device of the host, and the data of other volumes through them",
+            )
         };
         out.push(about(
             c,
@@ -183,7 +189,10 @@ fn container(host: &Host, c: &Container, ctx: &Context, out: &mut Vec<Finding>) 
         .filter(|o| {
             matches!(
                 *o,
-                "seccomp=unconfined" | "apparmor=unconfined" | "label=disable" | "systempaths=unconfined"
+                "seccomp=unconfined"
+                    | "apparmor=unconfined"
+                    | "label=disable"
+                    | "systempaths=unconfined"
             )
         })
         .collect();
@@ -229,7 +238,10 @@ fn container(host: &Host, c: &Container, ctx: &Context, out: &mut Vec<Finding>) 
             c,
             "RUN007",
             Severity::Medium,
-            format!("container \"{name}\" is given host devices: {}", what.join(", ")),
+            format!(
+                "container \"{name}\" is given host devices: {}",
+                what.join(", ")
+            ),
         ));
     }
 
@@ -249,15 +261,20 @@ fn container(host: &Host, c: &Container, ctx: &Context, out: &mut Vec<Finding>) 
         ));
     }
 
-    let published = c.ports.iter().cloned().chain(c.publish_all.then(|| {
-        c.exposed.iter().map(|p| Port {
-            host_ip: String::new(),
-            host_port: None,
-            container_port: *p,
-            protocol: "tcp".to_owned(),
-            location: c.location.clone(),
-        })
-    }).into_iter().flatten());
+    let published = c.ports.iter().cloned().chain(
+        c.publish_all
+            .then(|| {
+                c.exposed.iter().map(|p| Port {
+                    host_ip: String::new(),
+                    host_port: None,
+                    container_port: *p,
+                    protocol: "tcp".to_owned(),
+                    location: c.location.clone(),
+                })
+            })
+            .into_iter()
+            .flatten(),
+    );
     // With the host's network, none, or another container's, the Engine
     // publishes nothing.
     let own_network = !matches!(c.network_mode.as_str(), "host" | "none")
@@ -380,13 +397,13 @@ fn mount(host: &Host, c: &Container, m: &Mount, ctx: &Context, out: &mut Vec<Fin
 
 fn port(c: &Container, p: &Port, out: &mut Vec<Finding>) {
     let name = &c.name;
-    let all_interfaces = matches!(
-        p.host_ip.trim_matches(['[', ']']),
-        "" | "0.0.0.0" | "::"
-    );
+    let all_interfaces = matches!(p.host_ip.trim_matches(['[', ']']), "" | "0.0.0.0" | "::");
     let shown = match p.host_port {
         Some(h) => format!("{h}->{}/{}", p.container_port, p.protocol),
-        None => format!("{}/{} (on a port the Engine picks)", p.container_port, p.protocol),
+        None => format!(
+            "{}/{} (on a port the Engine picks)",
+            p.container_port, p.protocol
+        ),
     };
     let any = |set: &[u16]| {
         set.iter().any(|&q| {
@@ -436,7 +453,11 @@ fn is_anonymous(v: &Volume) -> bool {
         return true;
     }
     let generated = v.name.len() == 64 && v.name.bytes().all(|b| b.is_ascii_hexdigit());
-    generated && !v.labels.keys().any(|k| k.starts_with("com.docker.compose."))
+    generated
+        && !v
+            .labels
+            .keys()
+            .any(|k| k.starts_with("com.docker.compose."))
 }
 
 fn about_volume(v: &Volume, id: &str, severity: Severity, message: String) -> Finding {
@@ -591,11 +612,17 @@ fn volume(host: &Host, v: &Volume, ctx: &Context, out: &mut Vec<Finding>) {
             .map(|c| c.name.as_str())
             .collect();
         let (severity, why) = if removed_with.is_empty() {
-            (Severity::Medium, String::from("it is easy to lose and hard to tell apart"))
+            (
+                Severity::Medium,
+                String::from("it is easy to lose and hard to tell apart"),
+            )
         } else {
             (
                 Severity::High,
-                format!("it is removed together with container \"{}\" (--rm)", removed_with.join(", ")),
+                format!(
+                    "it is removed together with container \"{}\" (--rm)",
+                    removed_with.join(", ")
+                ),
             )
         };
         let mut f = about_volume(
@@ -646,7 +673,8 @@ pub fn backup_age(
             ),
             Some(t) => {
                 let age = (now - *t).max(time::Duration::ZERO).unsigned_abs();
-                let shown = humantime::format_duration(std::time::Duration::from_secs(age.as_secs()));
+                let shown =
+                    humantime::format_duration(std::time::Duration::from_secs(age.as_secs()));
                 let message = format!(
                     "volume \"{name}\": the newest backup in {} is {shown} old",
                     dir.display()

@@ -19,7 +19,7 @@ fn secret_key(key: &str) -> bool {
 /// Whether a driver option holds a credential: its key names one, or its
 /// value is a mount option list with `password=`/`pass=` in it.
 pub fn looks_secret(key: &str, value: &str) -> bool {
-    secret_key(key) || value.split(',').any(|item| item_is_secret(item))
+    secret_key(key) || value.split(',').any(item_is_secret)
 }
 
 fn item_is_secret(item: &str) -> bool {

@@ -250,7 +250,9 @@ impl NewArchive {
         };
         if encryptor.is_none() {
             let before = header.driver_options.len();
-            header.driver_options.retain(|k, v| !crate::check::secrets::looks_secret(k, v));
+            header
+                .driver_options
+                .retain(|k, v| !crate::check::secrets::looks_secret(k, v));
             if header.driver_options.len() != before {
                 tracing::warn!(volume = %spec.name,
                     "credentials in the volume's driver options are left out of the unencrypted archive");

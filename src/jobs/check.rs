@@ -44,6 +44,7 @@ pub async fn run(plan: Plan) -> Result<Exit> {
         };
         let host = collect::collect(&engine, scope).await?;
         let mut findings = rules::evaluate(&host, &Context::default());
+        locate_in_compose_files(&host, &mut findings);
         if let Some((dir, limits)) = &plan.backups {
             let newest = newest_archives(dir, &engine.name)?;
             findings.extend(rules::backup_age(
@@ -71,7 +72,11 @@ pub async fn run(plan: Plan) -> Result<Exit> {
             let host = compose::load(file)?;
             findings.extend(rules::evaluate(&host, &Context::default()));
         }
-        let files: Vec<String> = plan.compose.iter().map(|f| f.display().to_string()).collect();
+        let files: Vec<String> = plan
+            .compose
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
         (findings, format!("compose file {}", files.join(", ")))
     };
 
@@ -107,6 +112,54 @@ pub async fn run(plan: Plan) -> Result<Exit> {
     })
 }
 
+/// Points findings about containers that docker compose created at the
+/// service in its compose file (labels `com.docker.compose.project.config_files`
+/// and `com.docker.compose.service`), when that file is readable here.
+fn locate_in_compose_files(host: &crate::check::model::Host, findings: &mut [Finding]) {
+    let mut files: BTreeMap<PathBuf, Option<crate::check::model::Host>> = BTreeMap::new();
+    for f in findings.iter_mut().filter(|f| f.location.is_none()) {
+        let Some(c) = f
+            .container
+            .as_ref()
+            .and_then(|name| host.containers.iter().find(|c| &c.name == name))
+        else {
+            continue;
+        };
+        let (Some(configs), Some(service)) = (
+            c.labels.get("com.docker.compose.project.config_files"),
+            c.labels.get("com.docker.compose.service"),
+        ) else {
+            continue;
+        };
+        for file in configs.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let parsed = files.entry(PathBuf::from(file)).or_insert_with(|| {
+                let path = std::path::Path::new(file);
+                if !path.is_file() {
+                    return None;
+                }
+                compose::load(path)
+                    .map_err(|e| tracing::debug!(file, error = %format!("{e:#}"), "cannot read compose file"))
+                    .ok()
+            });
+            let Some(svc) = parsed
+                .as_ref()
+                .and_then(|h| h.containers.iter().find(|s| &s.name == service))
+            else {
+                continue;
+            };
+            let mount = f.destination.as_ref().and_then(|d| {
+                svc.mounts
+                    .iter()
+                    .find(|m| crate::check::paths::normalize(&m.destination) == *d)
+            });
+            f.location = mount
+                .and_then(|m| m.location.clone())
+                .or_else(|| svc.location.clone());
+            break;
+        }
+    }
+}
+
 fn pretty(v: &serde_json::Value) -> String {
     let mut s = serde_json::to_string_pretty(v).expect("a JSON value always serializes");
     s.push('\n');
@@ -125,21 +178,28 @@ fn over_threshold(findings: &[Finding], fail_on: Option<Severity>) -> usize {
 
 /// The creation time of each volume's newest committed archive of daemon
 /// `daemon` in `dir`.
-fn newest_archives(dir: &std::path::Path, daemon: &str) -> Result<BTreeMap<String, OffsetDateTime>> {
+fn newest_archives(
+    dir: &std::path::Path,
+    daemon: &str,
+) -> Result<BTreeMap<String, OffsetDateTime>> {
     let mut newest = BTreeMap::new();
     if !dir.join(daemon).is_dir() {
         if !dir.is_dir() {
-            return Err(UserError::new(Kind::Failed, format!("backup directory {}: not found", dir.display()))
-                .hint("give --backups the directory volsafe backs up into")
-                .into());
+            return Err(UserError::new(
+                Kind::Failed,
+                format!("backup directory {}: not found", dir.display()),
+            )
+            .hint("give --backups the directory volsafe backs up into")
+            .into());
         }
         return Ok(newest);
     }
     let (listed, _) = store::scan(dir, Some(daemon), None)?;
     for archive in listed {
-        let Ok(created) =
-            OffsetDateTime::parse(&archive.created, &time::format_description::well_known::Rfc3339)
-        else {
+        let Ok(created) = OffsetDateTime::parse(
+            &archive.created,
+            &time::format_description::well_known::Rfc3339,
+        ) else {
             continue;
         };
         newest
@@ -189,7 +249,7 @@ pub async fn before_backup(engine: &Engine, req: BeforeBackup<'_>) -> Result<()>
     let blocking = over_threshold(&findings, req.fail_on);
     if shown > 0 {
         // One line per finding: a cron mail stays readable.
-        findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
         let mut stderr = std::io::stderr().lock();
         for f in findings.iter().filter(|f| f.suppressed.is_none()) {
             let _ = writeln!(

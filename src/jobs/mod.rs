@@ -1,8 +1,8 @@
 //! The commands. Each takes a checked plan and returns an exit status.
 
 pub mod backup;
-pub mod check;
 pub mod bridge;
+pub mod check;
 pub mod keygen;
 pub mod list;
 pub mod restore;
