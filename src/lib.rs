@@ -37,7 +37,14 @@ pub fn init_logging(cli: &Cli) {
         }
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("VOLSAFE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,volsafe={level}")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,volsafe={level}")))
+        // bollard's debug log prints whole API responses, volume driver
+        // options (passwords) included: never shown, whatever VOLSAFE_LOG says.
+        .add_directive(
+            "bollard=info"
+                .parse()
+                .expect("a constant directive parses"),
+        );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| progress::LogWriter)

@@ -10,6 +10,7 @@ mod common;
 mod fixtures;
 
 mod changing;
+mod check;
 mod encryption;
 mod errors;
 mod harness;
