@@ -156,8 +156,47 @@ fn text_finding(out: &mut String, f: &Finding, color: bool) {
     }
 }
 
+/// From this many low or info findings of one rule on, the text report
+/// shows them as one entry (JSON and SARIF list each), unless they point
+/// into a compose file: then each keeps its line.
+const GROUP_AT: usize = 4;
+
+/// One entry for many low-severity findings of one rule: the title, the
+/// containers (or volumes) they are about, and the fix.
+fn text_grouped(out: &mut String, group: &[&Finding], color: bool) {
+    let first = group[0];
+    let mut subjects: Vec<String> = group
+        .iter()
+        .map(|f| match (&f.container, f.volumes.first()) {
+            (Some(c), _) => c.clone(),
+            (None, Some(v)) => format!("volume {v}"),
+            (None, None) => f.rule.title.to_owned(),
+        })
+        .collect();
+    subjects.dedup();
+    const SHOWN: usize = 8;
+    let more = subjects.len().saturating_sub(SHOWN);
+    subjects.truncate(SHOWN);
+    let mut list = subjects.join(", ");
+    if more > 0 {
+        let _ = write!(list, " and {more} more");
+    }
+    let _ = writeln!(
+        out,
+        "  {} {}  {} ({} findings)",
+        first.rule.id,
+        paint(first.severity.as_str(), first.severity, color),
+        first.rule.title,
+        group.len()
+    );
+    let _ = writeln!(out, "      {}", clean(&list));
+    let _ = writeln!(out, "      fix: {}", clean(first.rule.remediation));
+    let _ = writeln!(out, "      (each is listed with --format json)");
+}
+
 /// The report for a terminal or a log: findings grouped by severity, most
-/// severe first, then a summary line. ANSI colour only when `color`.
+/// severe first, then a summary line. ANSI colour only when `color`. Many
+/// low or info findings of one rule are shown as one entry.
 pub fn text(report: &Report, show_suppressed: bool, color: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "volsafe check: {}", clean(&report.scope));
@@ -172,8 +211,21 @@ pub fn text(report: &Report, show_suppressed: bool, color: bool) -> String {
             paint(&severity.as_str().to_uppercase(), severity, color),
             group.len()
         );
-        for f in group {
-            text_finding(&mut out, f, color);
+        let mut i = 0;
+        while i < group.len() {
+            let same = group[i..]
+                .iter()
+                .take_while(|f| f.rule.id == group[i].rule.id)
+                .count();
+            let unlocated = group[i..i + same].iter().all(|f| f.location.is_none());
+            if severity <= Severity::Low && same >= GROUP_AT && unlocated {
+                text_grouped(&mut out, &group[i..i + same], color);
+            } else {
+                for f in &group[i..i + same] {
+                    text_finding(&mut out, f, color);
+                }
+            }
+            i += same;
         }
     }
     let suppressed = sorted(report.suppressed());
