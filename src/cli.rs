@@ -92,6 +92,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Check the security of the volume configuration (host or compose file).
     Check(CheckArgs),
+    /// Delete old archives by a retention policy (restic-style --keep-* rules).
+    Prune(PruneArgs),
+    /// Run backups on a schedule from a config file, until stopped.
+    Schedule(ScheduleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +158,11 @@ pub struct BackupArgs {
     /// at or above SEVERITY. Default: report findings, never abort.
     #[arg(long, value_name = "SEVERITY", value_enum)]
     pub check_fail_on: Option<Severity>,
+
+    /// Stop every running container that mounts a volume being backed up,
+    /// and start them again afterwards (also on errors and signals).
+    #[arg(long)]
+    pub stop_containers: bool,
 
     /// Do not run the pre-backup security check.
     #[arg(long, conflicts_with_all = ["check_fail_on", "ignore"])]
@@ -293,6 +302,80 @@ pub struct CheckArgs {
     /// BAK004 is high for a newest backup older than this, or none.
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub backup_age_high: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Backup directory.
+    #[arg(value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub dir: PathBuf,
+
+    /// Only this volume's archives (default: every volume of the daemon).
+    #[arg(long, value_name = "NAME")]
+    pub volume: Option<String>,
+
+    /// Archives of this daemon (default: the local daemon's name).
+    #[arg(long, value_name = "NAME")]
+    pub daemon: Option<String>,
+
+    /// Keep the N newest archives.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+
+    /// Keep the newest archive of each of the last N hours that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+
+    /// Keep the newest archive of each of the last N days that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+
+    /// Keep the newest archive of each of the last N weeks that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+
+    /// Keep the newest archive of each of the last N months that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+
+    /// Keep the newest archive of each of the last N years that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+
+    /// Keep every archive younger than DURATION (relative to the newest).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub keep_within: Option<Duration>,
+
+    /// Timezone of the periods (IANA name; default: the system's, else UTC).
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+
+    /// Prune the rollback archives of restores (`rollback/`) instead.
+    #[arg(long)]
+    pub rollback: bool,
+
+    /// Say what would be deleted; delete nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// The schedule: a TOML file (docs/schedule.md).
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub config: PathBuf,
+
+    /// Validate the config, print each job's next run times, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Serve /healthz and /metrics (Prometheus) on this address, e.g. 127.0.0.1:9850.
+    #[arg(long, value_name = "ADDR")]
+    pub status_addr: Option<std::net::SocketAddr>,
 }
 
 #[cfg(test)]

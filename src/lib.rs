@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod jobs;
 pub mod progress;
+pub mod schedule;
 pub mod shutdown;
 pub mod store;
 
@@ -26,7 +27,15 @@ use jobs::{backup, keygen, list, restore, verify};
 use shutdown::Shutdown;
 
 /// Sets up logging to stderr: errors only with `-q`, info by default.
+///
+/// bollard's debug log prints whole API responses, volume driver options
+/// (passwords) included: a second filter drops everything below info from
+/// it, whatever `VOLSAFE_LOG` says.
 pub fn init_logging(cli: &Cli) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let level = if cli.global.quiet {
         "error"
     } else {
@@ -37,23 +46,22 @@ pub fn init_logging(cli: &Cli) {
         }
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("VOLSAFE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,volsafe={level}")))
-        // bollard's debug log prints whole API responses, volume driver
-        // options (passwords) included: never shown, whatever VOLSAFE_LOG says.
-        .add_directive(
-            "bollard=info"
-                .parse()
-                .expect("a constant directive parses"),
-        );
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,volsafe={level}")));
+    let no_raw_responses = tracing_subscriber::filter::filter_fn(|meta| {
+        !meta.target().starts_with("bollard") || *meta.level() <= tracing::Level::INFO
+    });
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(|| progress::LogWriter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .with_target(false);
-    let _ = match cli.global.log_format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.without_time().try_init(),
+    let layer = match cli.global.log_format {
+        LogFormat::Json => layer.json().boxed(),
+        LogFormat::Text => layer.without_time().boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter).with_filter(no_raw_responses))
+        .try_init();
 }
 
 /// Marks a write to stdout that failed because the reader went away or the
@@ -179,8 +187,13 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
                     (dir, limits)
                 }),
             };
-            jobs::check::run(plan).await
+            tokio::select! {
+                done = jobs::check::run(plan) => done,
+                s = shutdown.wait() => Err(error::interrupted(s)),
+            }
         }
+        Command::Prune(a) => jobs::prune::run(a).await,
+        Command::Schedule(a) => schedule::run(a, shutdown).await,
         Command::List(a) => list::run(list::Plan {
             dir: a.dir,
             volume: a.volume,

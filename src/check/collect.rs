@@ -154,11 +154,10 @@ pub async fn collect(engine: &Engine, scope: Scope<'_>) -> Result<Host> {
     Ok(host)
 }
 
-/// Whether the environment asks for TLS to a TCP daemon, as the docker CLI
-/// reads it.
+/// Whether volsafe speaks TLS to a TCP daemon: `DOCKER_TLS_VERIFY` set and
+/// not empty, as in `engine::connect`.
 fn tls_requested() -> bool {
-    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
-    set("DOCKER_TLS_VERIFY") || set("DOCKER_TLS")
+    std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty())
 }
 
 /// The model of one volume from `GET /volumes`.

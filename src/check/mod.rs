@@ -121,7 +121,7 @@ pub static RULES: &[Rule] = &[
         id: "VOL007",
         title: "credentials in volume driver options",
         max: Severity::High,
-        remediation: "anyone who can inspect the volume reads these options: use a credentials file (`credentials=/path`, mode 0600) or the driver's secret mechanism, then recreate the volume",
+        remediation: "anyone who can inspect the volume reads these options: mount the share on the host with a root-only credentials file and bind-mount it, or use a volume plugin that takes secrets; then recreate the volume and change the password",
         reference: "Docker documentation, volumes: \"Create CIFS/Samba volumes\"; mount.cifs(8)",
     },
     Rule {

@@ -28,7 +28,7 @@ pub struct Host {
     pub cgroup_v2: bool,
     /// `DOCKER_HOST` as volsafe itself uses it; `None` for compose files.
     pub docker_host: Option<String>,
-    /// Whether `DOCKER_TLS_VERIFY` / `DOCKER_CERT_PATH` ask for TLS.
+    /// Whether volsafe speaks TLS to that host (`DOCKER_TLS_VERIFY`).
     pub docker_tls: bool,
     pub containers: Vec<Container>,
     pub volumes: Vec<Volume>,

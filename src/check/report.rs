@@ -74,7 +74,7 @@ fn sorted<'a>(findings: impl Iterator<Item = &'a Finding>) -> Vec<&'a Finding> {
 
 /// Control characters (a path in a compose file may hold any) are shown
 /// escaped so they cannot drive the terminal.
-fn clean(s: &str) -> String {
+pub fn clean(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c.is_control() {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use super::model::{Container, Host, Mount, MountKind, Port, PortRange, Volume};
+use super::model::{Container, Host, Mount, MountKind, Port, Volume};
 use super::paths::{self, HostPath};
 use super::secrets;
 use super::{Finding, Severity};
@@ -55,13 +55,12 @@ pub fn evaluate(host: &Host, ctx: &Context) -> Vec<Finding> {
 
 /// The named volumes a container mounts.
 fn volumes_of(c: &Container) -> Vec<String> {
-    let mut names: Vec<String> = c
-        .mounts
-        .iter()
-        .filter(|m| m.kind == MountKind::Volume && !m.source.is_empty())
-        .map(|m| m.source.clone())
-        .collect();
-    names.dedup();
+    let mut names: Vec<String> = Vec::new();
+    for m in &c.mounts {
+        if m.kind == MountKind::Volume && !m.source.is_empty() && !names.contains(&m.source) {
+            names.push(m.source.clone());
+        }
+    }
     names
 }
 
@@ -208,9 +207,13 @@ fn container(host: &Host, c: &Container, ctx: &Context, out: &mut Vec<Finding>) 
             ),
         ));
     }
-    let nnp = security
-        .iter()
-        .any(|o| o == "no-new-privileges" || o == "no-new-privileges=true");
+    // The Engine reads the value with Go's strconv.ParseBool.
+    let nnp = security.iter().any(|o| {
+        o == "no-new-privileges"
+            || o
+                .strip_prefix("no-new-privileges=")
+                .is_some_and(|v| matches!(v, "1" | "t" | "true"))
+    });
     if !nnp {
         out.push(about(
             c,
@@ -405,11 +408,9 @@ fn port(c: &Container, p: &Port, out: &mut Vec<Finding>) {
             p.container_port, p.protocol
         ),
     };
-    let any = |set: &[u16]| {
-        set.iter().any(|&q| {
-            p.container_port.contains(q) || p.host_port.is_some_and(|h: PortRange| h.contains(q))
-        })
-    };
+    // The container port names the service (5432 is PostgreSQL whatever
+    // host port it is published on).
+    let any = |set: &[u16]| set.iter().any(|&q| p.container_port.contains(q));
     let mut located = |id: &str, severity: Severity, message: String| {
         let mut f = about(c, id, severity, message);
         f.location = p.location.clone().or_else(|| c.location.clone());

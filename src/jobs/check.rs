@@ -249,34 +249,32 @@ pub async fn before_backup(engine: &Engine, req: BeforeBackup<'_>) -> Result<()>
     let blocking = over_threshold(&findings, req.fail_on);
     if shown > 0 {
         // One line per finding that needs attention, a count for the rest:
-        // a nightly cron mail stays short.
-        let loud = req.fail_on.map_or(Severity::Medium, |s| s.min(Severity::Medium));
+        // a nightly cron mail stays short. Warnings: `-q` hides them, and
+        // `--log-format json` carries them.
+        let loud = req
+            .fail_on
+            .map_or(Severity::Medium, |s| s.min(Severity::Medium));
         findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
-        let mut stderr = std::io::stderr().lock();
         let mut quiet = 0;
         for f in findings.iter().filter(|f| f.suppressed.is_none()) {
             if f.severity < loud {
                 quiet += 1;
                 continue;
             }
-            let _ = writeln!(
-                stderr,
-                "volsafe: check: {} {}: {}",
-                f.rule.id, f.severity, f.message
+            tracing::warn!(
+                "check: {} {}: {}",
+                f.rule.id,
+                f.severity,
+                report::clean(&f.message)
             );
         }
         if quiet > 0 {
-            let _ = writeln!(
-                stderr,
-                "volsafe: check: {quiet} more finding{} below {loud}",
-                if quiet == 1 { "" } else { "s" }
+            tracing::warn!(
+                "check: {quiet} more finding{} below {loud}; `volsafe check {}` shows each and how to fix it",
+                if quiet == 1 { "" } else { "s" },
+                present.join(" ")
             );
         }
-        let _ = writeln!(
-            stderr,
-            "  hint: `volsafe check {}` shows each finding and how to fix it; accept one with a reason in an ignore file (--ignore FILE)",
-            present.join(" ")
-        );
     } else {
         tracing::debug!(volumes = %present.join(", "), "security check: no findings");
     }

@@ -5,5 +5,6 @@ pub mod bridge;
 pub mod check;
 pub mod keygen;
 pub mod list;
+pub mod prune;
 pub mod restore;
 pub mod verify;

@@ -320,7 +320,7 @@ fn spec_from_header(target: &str, header: Option<&Header>, apply_external: bool)
             .iter()
             .map(|(k, v)| {
                 if k == "o" || k == "device" || k == "type" {
-                    format!("{k}={v}")
+                    format!("{k}={}", crate::check::secrets::redact(k, v))
                 } else {
                     k.clone()
                 }
