@@ -1438,7 +1438,6 @@ fn run005_not_satisfied_by_false() {
 /// moby parses the value with Go's `strconv.ParseBool`, which takes `1`,
 /// `t`, `T`, `TRUE`, `true`, `True`: `no-new-privileges=1` turns it on.
 #[test]
-#[ignore = "bug: rules.rs accepts only `true` as the value of no-new-privileges; `=1`/`=t` (valid for moby's strconv.ParseBool) still give RUN005"]
 fn run005_satisfied_by_other_true_spellings() {
     for opt in ["no-new-privileges=1", "no-new-privileges:t"] {
         let c = Container {
@@ -2109,7 +2108,6 @@ fn container_conversion_from_inspect() {
 /// `volumes_of` dedups without sorting: a container that mounts the same
 /// volume twice with another in between lists it twice.
 #[test]
-#[ignore = "bug: rules::volumes_of calls dedup() on an unsorted list, so a volume mounted twice (non-adjacent) is listed twice in Finding.volumes"]
 fn container_findings_list_each_volume_once() {
     let c = Container {
         readonly_rootfs: false,

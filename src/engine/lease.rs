@@ -121,7 +121,7 @@ async fn write_expiry(engine: &Engine, container: &str) -> Result<()> {
 }
 
 /// Creates a never-started container from `image` with the given name and labels.
-async fn create_marker(
+pub(crate) async fn create_marker(
     engine: &Engine,
     image: &str,
     name: &str,
@@ -222,7 +222,7 @@ impl Lease {
 /// container is older than [`LEASE_TTL`] (its owner died before the first
 /// write). Anything unclear (a failed or garbled download, a daemon error)
 /// counts as alive, since judging a live run dead removes its helpers.
-async fn alive(engine: &Engine, owner: &str) -> Result<bool> {
+pub(crate) async fn alive(engine: &Engine, owner: &str) -> Result<bool> {
     let name = lease_name(owner);
     let inspect = match engine.docker.inspect_container(&name, None).await {
         Ok(i) => i,
@@ -284,21 +284,31 @@ pub async fn sweep(engine: &Engine, me: &str) -> Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{}", message_of(&e)))
         .context("cannot list volsafe's containers")?;
-    let mut by_owner: HashMap<String, Vec<String>> = HashMap::new();
+    type Marker = (String, HashMap<String, String>);
+    let mut by_owner: HashMap<String, Vec<Marker>> = HashMap::new();
     for c in list {
         let (Some(id), Some(owner)) = (c.id, super::helper::owner_of(c.labels.as_ref())) else {
             continue;
         };
         if owner != me {
-            by_owner.entry(owner).or_default().push(id);
+            by_owner
+                .entry(owner)
+                .or_default()
+                .push((id, c.labels.unwrap_or_default()));
         }
     }
-    for (owner, ids) in by_owner {
+    for (owner, containers) in by_owner {
         if alive(engine, &owner).await.unwrap_or(true) {
             continue;
         }
-        tracing::info!(owner = %owner, containers = ids.len(), "removing leftovers of a run that is gone");
-        for id in ids {
+        tracing::info!(owner = %owner, containers = containers.len(), "removing leftovers of a run that is gone");
+        // Containers it stopped are started again first.
+        for (id, labels) in &containers {
+            if labels.get(LABEL_ROLE).map(String::as_str) == Some(super::stop::ROLE_STOPPED) {
+                super::stop::recover(engine, id, labels, me).await;
+            }
+        }
+        for (id, _) in containers {
             remove_container(engine, &id).await;
         }
     }

@@ -10,7 +10,9 @@
 //! for the docker CLI, where bollard would turn TLS on for any value.
 
 pub mod helper;
+pub mod hooks;
 pub mod lease;
+pub mod stop;
 pub mod volume;
 
 use std::ffi::OsStr;
