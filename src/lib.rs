@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod jobs;
 pub mod progress;
+pub mod retention;
 pub mod schedule;
 pub mod shutdown;
 pub mod store;
@@ -129,6 +130,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
                 lock_wait: Duration::from_secs(a.lock_wait),
                 helper_image: g.helper_image.clone(),
                 progress,
+                stop_containers: a.stop_containers,
                 check: (!a.skip_check).then_some(backup::PreCheck {
                     ignores,
                     fail_on: a.check_fail_on,

@@ -23,6 +23,7 @@ use crate::archive::names::{self, MOUNT_DIR};
 use crate::archive::tarstream::{EntryKind, TarReader};
 use crate::archive::{ArchiveWriter, EntryData, Written};
 use crate::engine::helper::{self, Access, Helper};
+use crate::engine::{hooks, stop};
 use crate::engine::lease::{self, Lease};
 use crate::engine::volume::{self, VolumeSpec};
 use crate::engine::Engine;
@@ -50,6 +51,9 @@ pub struct Plan {
     pub progress: progress::Mode,
     /// The security check run first; `None` with `--skip-check`.
     pub check: Option<PreCheck>,
+    /// Stop every running container that mounts a volume (besides those
+    /// labelled `volsafe.stop-during-backup=true`, always stopped).
+    pub stop_containers: bool,
 }
 
 /// The pre-backup security check's settings.
@@ -81,14 +85,21 @@ pub fn check_dest(volumes: &[String], to: &std::path::Path) -> Result<Dest> {
 
 /// Runs a backup of every volume in the plan; returns the exit status after
 /// reporting each volume's failure.
+///
+/// Around the volumes' backups, in this order: pre-backup hooks (while
+/// everything still runs), one stop window for all the containers to stop,
+/// the backups, the containers started again in reverse order, post-backup
+/// hooks. Once anything is stopped, every path goes through the restart;
+/// a second signal does not cut it short.
 pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
     let engine = crate::engine::connect().await?;
+    let targets = stop::targets(&engine, &plan.volumes, plan.stop_containers).await?;
     if let Some(check) = &plan.check {
         let req = super::check::BeforeBackup {
             volumes: &plan.volumes,
             ignores: &check.ignores,
             fail_on: check.fail_on,
-            stopping: Default::default(),
+            stopping: targets.iter().map(|t| t.name.clone()).collect(),
         };
         super::check::before_backup(&engine, req).await?;
     }
@@ -100,7 +111,51 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
     let mut ok = 0usize;
     let mut failed_count = 0usize;
     let mut stop = None;
+
+    // Pre-backup hooks: a failing one fails its volume's backup only.
+    let mut volumes: Vec<&String> = Vec::new();
     for name in &plan.volumes {
+        if let Some(s) = shutdown.signal() {
+            stop = Some(s);
+            break;
+        }
+        match run_hooks(&engine, name, hooks::LABEL_PRE).await {
+            Ok(()) => volumes.push(name),
+            Err(e) => {
+                failed_count += 1;
+                crate::report_error(&e.context(format!("volume {name}: not backed up")));
+            }
+        }
+    }
+
+    // Only the containers of the volumes still to back up, as they are now.
+    let targets = if stop.is_some() || volumes.is_empty() {
+        Vec::new()
+    } else {
+        let names: Vec<String> = volumes.iter().map(|v| v.to_string()).collect();
+        match stop::targets(&engine, &names, plan.stop_containers).await {
+            Ok(t) => t,
+            Err(e) => {
+                crate::report_error(&e);
+                failed_count += volumes.len();
+                volumes.clear();
+                Vec::new()
+            }
+        }
+    };
+    let held = (!targets.is_empty()).then(|| shutdown.protect());
+    let (window, stopped) = stop::stop(&engine, &image, &lease, &targets).await;
+    if let Err(e) = stopped {
+        // Backing up while some writers still run is what the stop was
+        // asked to prevent: back up nothing.
+        crate::report_error(&e);
+        failed_count += volumes.len();
+        volumes.clear();
+    }
+    for name in &volumes {
+        if stop.is_some() {
+            break;
+        }
         if let Some(s) = shutdown.signal() {
             stop = Some(s);
             break;
@@ -123,6 +178,33 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
             }
         }
     }
+    if !window.is_empty() {
+        let names = window.names().join(", ");
+        match window.restart(&engine, &lease.id).await {
+            Ok(down) => tracing::info!(
+                containers = %names,
+                stop_window_seconds = down.as_secs_f64(),
+                "containers were stopped for {}",
+                humantime::format_duration(Duration::from_millis(down.as_millis() as u64))
+            ),
+            Err(e) => {
+                failed_count += 1;
+                crate::report_error(&e);
+            }
+        }
+    }
+    drop(held);
+
+    // Post-backup hooks: for every volume whose backup was attempted, also
+    // when it failed (they often undo what the pre-backup hook did).
+    if stop.is_none() {
+        for name in &volumes {
+            if let Err(e) = run_hooks(&engine, name, hooks::LABEL_POST).await {
+                failed_count += 1;
+                crate::report_error(&e.context(format!("volume {name}")));
+            }
+        }
+    }
     lease.end(&engine).await;
     if let Some(s) = stop {
         return Err(interrupted(s));
@@ -132,6 +214,15 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
         (0, _) => Exit::Failed,
         _ => Exit::Partial,
     })
+}
+
+/// Runs the hooks under `label` of the containers that mount `volume`, in
+/// turn; the first failure ends it.
+async fn run_hooks(engine: &Engine, volume: &str, label: &'static str) -> Result<()> {
+    for hook in hooks::for_volume(engine, volume, label).await? {
+        hooks::run(engine, &hook).await?;
+    }
+    Ok(())
 }
 
 /// Backs up one volume; the archive's path when it went to a directory.

@@ -12,7 +12,7 @@ use crate::common::{
 use crate::fixtures;
 
 /// Polls until `cond` holds, for at most `secs` seconds.
-fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -278,10 +278,10 @@ fn busy_volume_lock_names_the_holder() {
 }
 
 /// Mounts a small tmpfs, unmounted (and its directory removed) on drop.
-struct SmallFs(tempfile::TempDir);
+pub(crate) struct SmallFs(pub(crate) tempfile::TempDir);
 
 impl SmallFs {
-    fn new(options: &str) -> Option<SmallFs> {
+    pub(crate) fn new(options: &str) -> Option<SmallFs> {
         let dir = tempfile::tempdir().unwrap();
         let ok = Command::new("mount")
             .args(["-t", "tmpfs", "-o", options, "tmpfs", path_str(dir.path())])

@@ -18,4 +18,6 @@ mod interop;
 mod keys;
 mod layout;
 mod lifecycle;
+mod orchestration;
+mod prune;
 mod roundtrip;
