@@ -93,6 +93,65 @@ pub fn check_dest(volumes: &[String], to: &std::path::Path) -> Result<Dest> {
 /// a second signal does not cut it short.
 pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
     let engine = crate::engine::connect().await?;
+    run_job(&engine, &plan, &shutdown).await?.exit()
+}
+
+/// What happened to one volume.
+#[derive(Debug, Clone)]
+pub struct VolumeResult {
+    pub volume: String,
+    /// The committed archive (`None` for stdout or on failure).
+    pub archive: Option<PathBuf>,
+    /// The archive's size in bytes.
+    pub bytes: u64,
+    pub duration: Duration,
+    /// The error, as reported, when it failed.
+    pub error: Option<String>,
+}
+
+/// What one backup command or scheduled job did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub volumes: Vec<VolumeResult>,
+    /// How long containers were stopped, if any were.
+    pub stop_window: Option<Duration>,
+    /// Errors not tied to one volume (a container that did not start again).
+    pub other_failures: usize,
+    pub interrupted: Option<crate::error::Signal>,
+}
+
+impl Summary {
+    /// The exit status of a one-shot command (DESIGN.md's table).
+    pub fn exit(&self) -> Result<Exit> {
+        if let Some(s) = self.interrupted {
+            return Err(interrupted(s));
+        }
+        let failed = self.volumes.iter().filter(|v| v.error.is_some()).count() + self.other_failures;
+        let ok = self.volumes.iter().filter(|v| v.error.is_none()).count();
+        Ok(match (ok, failed) {
+            (_, 0) => Exit::Success,
+            (0, _) => Exit::Failed,
+            _ => Exit::Partial,
+        })
+    }
+
+    fn failed(&mut self, volume: &str, e: &anyhow::Error, started: std::time::Instant) {
+        self.volumes.push(VolumeResult {
+            volume: volume.to_owned(),
+            archive: None,
+            bytes: 0,
+            duration: started.elapsed(),
+            error: Some(format!("{e:#}")),
+        });
+    }
+}
+
+/// Runs one backup job on a connected engine: the check, hooks, the stop
+/// window and every volume. Errors only for what stops the whole job
+/// before any volume is read (the check's threshold, no helper image).
+pub async fn run_job(engine: &Engine, plan: &Plan, shutdown: &Shutdown) -> Result<Summary> {
+    let engine = engine.clone();
+    let mut summary = Summary::default();
     let targets = stop::targets(&engine, &plan.volumes, plan.stop_containers).await?;
     if let Some(check) = &plan.check {
         let req = super::check::BeforeBackup {
@@ -108,8 +167,6 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
     if let Err(e) = lease::sweep(&engine, &lease.id).await {
         tracing::warn!(error = %format!("{e:#}"), "cannot look for leftovers of earlier runs");
     }
-    let mut ok = 0usize;
-    let mut failed_count = 0usize;
     let mut stop = None;
 
     // Pre-backup hooks: a failing one fails its volume's backup only.
@@ -119,11 +176,13 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
             stop = Some(s);
             break;
         }
+        let started = std::time::Instant::now();
         match run_hooks(&engine, name, hooks::LABEL_PRE).await {
             Ok(()) => volumes.push(name),
             Err(e) => {
-                failed_count += 1;
-                crate::report_error(&e.context(format!("volume {name}: not backed up")));
+                let e = e.context(format!("volume {name}: not backed up"));
+                crate::report_error(&e);
+                summary.failed(name, &e, started);
             }
         }
     }
@@ -137,8 +196,9 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
             Ok(t) => t,
             Err(e) => {
                 crate::report_error(&e);
-                failed_count += volumes.len();
-                volumes.clear();
+                for name in volumes.drain(..) {
+                    summary.failed(name, &e, std::time::Instant::now());
+                }
                 Vec::new()
             }
         }
@@ -149,8 +209,9 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
         // Backing up while some writers still run is what the stop was
         // asked to prevent: back up nothing.
         crate::report_error(&e);
-        failed_count += volumes.len();
-        volumes.clear();
+        for name in volumes.drain(..) {
+            summary.failed(name, &e, std::time::Instant::now());
+        }
     }
     for name in &volumes {
         if stop.is_some() {
@@ -160,35 +221,50 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
             stop = Some(s);
             break;
         }
-        match backup_one(&engine, &image, &lease, name, &plan, &shutdown).await {
-            Ok(Some(path)) => {
-                ok += 1;
-                let mut out = io::stdout().lock();
-                let _ = writeln!(out, "{}", path.display());
-                let _ = out.flush();
+        let started = std::time::Instant::now();
+        match backup_one(&engine, &image, &lease, name, plan, shutdown).await {
+            Ok(archive) => {
+                if let Some(path) = &archive {
+                    let mut out = io::stdout().lock();
+                    let _ = writeln!(out, "{}", path.display());
+                    let _ = out.flush();
+                }
+                let bytes = archive
+                    .as_ref()
+                    .and_then(|p| std::fs::metadata(p).ok())
+                    .map_or(0, |m| m.len());
+                summary.volumes.push(VolumeResult {
+                    volume: name.to_string(),
+                    archive,
+                    bytes,
+                    duration: started.elapsed(),
+                    error: None,
+                });
             }
-            Ok(None) => ok += 1,
             Err(e) => {
                 if let Some(s) = shutdown.signal() {
                     stop = Some(s);
                     break;
                 }
-                failed_count += 1;
                 crate::report_error(&e);
+                summary.failed(name, &e, started);
             }
         }
     }
     if !window.is_empty() {
         let names = window.names().join(", ");
         match window.restart(&engine, &lease.id).await {
-            Ok(down) => tracing::info!(
-                containers = %names,
-                stop_window_seconds = down.as_secs_f64(),
-                "containers were stopped for {}",
-                humantime::format_duration(Duration::from_millis(down.as_millis() as u64))
-            ),
+            Ok(down) => {
+                summary.stop_window = Some(down);
+                tracing::info!(
+                    containers = %names,
+                    stop_window_seconds = down.as_secs_f64(),
+                    "containers were stopped for {}",
+                    humantime::format_duration(Duration::from_millis(down.as_millis() as u64))
+                )
+            }
             Err(e) => {
-                failed_count += 1;
+                summary.other_failures += 1;
                 crate::report_error(&e);
             }
         }
@@ -200,20 +276,18 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
     if stop.is_none() {
         for name in &volumes {
             if let Err(e) = run_hooks(&engine, name, hooks::LABEL_POST).await {
-                failed_count += 1;
-                crate::report_error(&e.context(format!("volume {name}")));
+                let e = e.context(format!("volume {name}"));
+                crate::report_error(&e);
+                match summary.volumes.iter_mut().find(|v| v.volume == **name) {
+                    Some(v) => v.error = Some(format!("{e:#}")),
+                    None => summary.other_failures += 1,
+                }
             }
         }
     }
     lease.end(&engine).await;
-    if let Some(s) = stop {
-        return Err(interrupted(s));
-    }
-    Ok(match (ok, failed_count) {
-        (_, 0) => Exit::Success,
-        (0, _) => Exit::Failed,
-        _ => Exit::Partial,
-    })
+    summary.interrupted = stop;
+    Ok(summary)
 }
 
 /// Runs the hooks under `label` of the containers that mount `volume`, in
