@@ -18,7 +18,7 @@ pub const PASSPHRASE_ENV: &str = "VOLSAFE_PASSPHRASE";
 
 /// How a new archive is encrypted.
 pub enum Encryption {
-    Recipients(Vec<Box<dyn age::Recipient + Send>>),
+    Recipients(Vec<Box<dyn age::Recipient + Send + Sync>>),
     Passphrase(SecretString),
     None,
 }
@@ -42,13 +42,13 @@ pub struct Decryption {
     pub identities: Vec<Box<dyn age::Identity>>,
     pub passphrase: Option<SecretString>,
     /// Public keys of the identities, for writing rollback archives.
-    pub own_recipients: Vec<Box<dyn age::Recipient + Send>>,
+    pub own_recipients: Vec<Box<dyn age::Recipient + Send + Sync>>,
     /// Identity files that could not give a public key (SSH keys).
     pub without_recipient: Vec<PathBuf>,
 }
 
 /// Parses one recipient as `age -r` does: `age1…` or an SSH public key.
-pub fn parse_recipient(s: &str) -> Result<Box<dyn age::Recipient + Send>> {
+pub fn parse_recipient(s: &str) -> Result<Box<dyn age::Recipient + Send + Sync>> {
     let s = s.trim();
     if s.starts_with("age1") {
         if let Ok(r) = age::x25519::Recipient::from_str(s) {
@@ -93,7 +93,7 @@ pub fn parse_recipient(s: &str) -> Result<Box<dyn age::Recipient + Send>> {
 const PUBLIC_PREFIXES: &[&str] = &["age1", "ssh-", "ecdsa-", "sk-"];
 
 /// Reads a recipients file: one recipient a line, `#` comments, blank lines.
-pub fn read_recipients_file(path: &Path) -> Result<Vec<Box<dyn age::Recipient + Send>>> {
+pub fn read_recipients_file(path: &Path) -> Result<Vec<Box<dyn age::Recipient + Send + Sync>>> {
     let text = fs::read_to_string(path)
         .with_context(|| format!("recipients file {}: cannot read", path.display()))
         .map_err(|e| usage(format!("{e:#}"), "check the path given to -R"))?;
@@ -204,8 +204,13 @@ pub fn decryption_from_args(
         if is_age {
             let file = age::IdentityFile::from_buffer(BufReader::new(&text[..]))
                 .map_err(|e| bad_identity(path, &e))?;
-            out.own_recipients
-                .extend(file.to_recipients().map_err(|e| bad_identity(path, &e))?);
+            // Each identity's own recipient, for encrypting the rollback
+            // archive to the same key (x25519: volsafe has no plugins).
+            for line in String::from_utf8_lossy(&text).lines() {
+                if let Ok(id) = age::x25519::Identity::from_str(line.trim()) {
+                    out.own_recipients.push(Box::new(id.to_public()));
+                }
+            }
             out.identities
                 .extend(file.into_identities().map_err(|e| bad_identity(path, &e))?);
             continue;

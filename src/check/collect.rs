@@ -15,6 +15,17 @@ use crate::error::failed;
 
 /// How many inspects run at once.
 const PARALLEL_INSPECTS: usize = 16;
+/// The Engine answers an inspect only after a running archive copy of that
+/// container ends; a container busy for longer is left out with a warning.
+const INSPECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// volsafe's own helpers, locks and leases are not the configuration being
+/// judged, and inspecting a helper mid-copy would wait for the copy.
+fn is_volsafes(c: &bollard::models::ContainerSummary) -> bool {
+    c.labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(crate::engine::helper::LABEL_ROLE))
+}
 
 /// Which part of the host to read.
 pub enum Scope<'a> {
@@ -91,6 +102,7 @@ pub async fn collect(engine: &Engine, scope: Scope<'_>) -> Result<Host> {
                 .await
                 .map_err(|e| api_error("list containers", &e))?
                 .into_iter()
+                .filter(|c| !is_volsafes(c))
                 .filter_map(|c| c.id)
                 .collect()
         }
@@ -105,7 +117,9 @@ pub async fn collect(engine: &Engine, scope: Scope<'_>) -> Result<Host> {
                     .await
                     .map_err(|e| api_error("list containers", &e))?
                 {
-                    ids.extend(c.id);
+                    if !is_volsafes(&c) {
+                        ids.extend(c.id);
+                    }
                 }
             }
             ids.into_iter().collect()
@@ -114,11 +128,16 @@ pub async fn collect(engine: &Engine, scope: Scope<'_>) -> Result<Host> {
 
     let inspected: Vec<Option<ContainerInspectResponse>> = stream::iter(ids)
         .map(|id| async move {
-            match engine.docker.inspect_container(&id, None).await {
-                Ok(c) => Ok(Some(c)),
+            let inspect = engine.docker.inspect_container(&id, None);
+            match tokio::time::timeout(INSPECT_TIMEOUT, inspect).await {
+                Ok(Ok(c)) => Ok(Some(c)),
                 // Removed between the list and the inspect.
-                Err(e) if engine::status_of(&e) == Some(404) => Ok(None),
-                Err(e) => Err(e),
+                Ok(Err(e)) if engine::status_of(&e) == Some(404) => Ok(None),
+                Ok(Err(e)) => Err(e),
+                Err(_) => {
+                    tracing::warn!(container = %id, "not checked: the daemon did not answer its inspect in time (a copy from or into it holds it)");
+                    Ok(None)
+                }
             }
         })
         .buffer_unordered(PARALLEL_INSPECTS)

@@ -256,7 +256,11 @@ fn busy_volume_lock_names_the_holder() {
     fill(&volume, &fixtures::random_file(400));
     let key = AgeKey::new();
     let dest = tempfile::tempdir().unwrap();
-    let first = spawn_backup(volume.name(), dest.path(), &key, &[]);
+    // The first backup writes to a pipe nobody reads yet: it holds the lock
+    // until the test drains it, however fast the machine is.
+    let mut cmd = volsafe_command(&["backup", volume.name(), "--to", "-", "-r", &key.recipient]);
+    cmd.stdout(std::process::Stdio::piped());
+    let mut first = cmd.spawn().expect("spawn volsafe");
     let pid = first.id();
     wait_for(60, "the lock", || lock_exists(volume.name()));
     let other = tempfile::tempdir().unwrap();
@@ -270,7 +274,10 @@ fn busy_volume_lock_names_the_holder() {
         "--lock-wait",
         "0",
     ]);
+    let mut out = first.stdout.take().unwrap();
+    let drained = std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let (status, stderr) = finish(first);
+    drained.join().unwrap().unwrap();
     assert_eq!(status, Some(0), "{stderr}");
     run.assert_fails(1, "another backup or restore is running");
     run.assert_fails(1, &format!("pid {pid} "));
