@@ -2124,3 +2124,164 @@ fn container_findings_list_each_volume_once() {
     let f = only(&findings, "RUN006");
     assert_eq!(f.volumes, ["a", "b"]);
 }
+
+// ------------------------------------------------ rules on compose snippets
+
+/// The `(id, severity, container, line)` of every finding for a compose text.
+fn compose_findings(text: &str) -> Vec<(String, Severity, Option<String>, usize)> {
+    let path = Path::new("/opt/project/compose.yml");
+    let host = super::compose::parse(path, text, &|_| None).expect("valid compose");
+    rules::evaluate(&host, &Context::default())
+        .into_iter()
+        .map(|f| {
+            (
+                f.rule.id.to_owned(),
+                f.severity,
+                f.container.clone(),
+                f.location.map_or(0, |l| l.line),
+            )
+        })
+        .collect()
+}
+
+fn has_compose(
+    found: &[(String, Severity, Option<String>, usize)],
+    id: &str,
+    severity: Severity,
+    line: usize,
+) -> bool {
+    found
+        .iter()
+        .any(|(i, s, _, l)| i == id && *s == severity && *l == line)
+}
+
+#[test]
+fn compose_snippet_positives_point_at_their_lines() {
+    let text = r#"services:
+  app:
+    image: x
+    privileged: true
+    cap_add: [SYS_ADMIN]
+    network_mode: host
+    pid: host
+    security_opt: ["seccomp:unconfined"]
+    devices: ["/dev/fuse:/dev/fuse"]
+    volumes:
+      - /var/run/docker.sock:/var/run/docker.sock:ro
+      - /etc:/host-etc:ro
+      - /:/host
+      - type: bind
+        source: /srv/shared
+        target: /shared
+        bind:
+          propagation: rshared
+      - /usr:/usr2:Z
+      - data:/data
+    tmpfs: /cache
+  web:
+    image: y
+    network_mode: bridge
+    ports:
+      - "0.0.0.0:5432:5432"
+      - "80:8080"
+      - "2375:2375"
+    volumes:
+      - data:/data
+volumes:
+  data:
+  secret:
+    driver_opts:
+      type: cifs
+      o: "username=u,password=hunter2,vers=1.0"
+      device: //nas/share
+  nfs:
+    driver_opts: {type: nfs, o: "addr=10.0.0.1,rw", device: ":/x"}
+  etcbind:
+    driver_opts: {type: none, o: bind, device: /etc}
+  plugin:
+    driver: rexray/ebs
+"#;
+    let found = compose_findings(text);
+    for (id, severity, line) in [
+        ("RUN001", Severity::Critical, 2),
+        ("RUN002", Severity::High, 2),
+        ("NET001", Severity::High, 2),
+        ("RUN003", Severity::High, 2),
+        ("RUN007", Severity::Medium, 2),
+        ("VOL001", Severity::Critical, 11),
+        ("VOL002", Severity::Medium, 12),
+        ("VOL002", Severity::Critical, 13),
+        ("VOL004", Severity::Medium, 14),
+        ("VOL005", Severity::High, 19),
+        ("VOL002", Severity::High, 19),
+        ("NET004", Severity::Low, 22),
+        ("NET002", Severity::High, 26),
+        ("NET002", Severity::Medium, 27),
+        ("NET003", Severity::Low, 27),
+        ("ENG001", Severity::Critical, 28),
+        ("VOL006", Severity::Low, 32),
+        ("VOL007", Severity::High, 33),
+        ("VOL008", Severity::High, 33),
+        ("VOL008", Severity::Medium, 38),
+        ("VOL002", Severity::High, 40),
+        ("VOL009", Severity::Info, 42),
+    ] {
+        assert!(
+            has_compose(&found, id, severity, line),
+            "want {id} {severity} at line {line}, got {found:#?}"
+        );
+    }
+    // A host network publishes nothing; a privileged container's disabled
+    // profiles are RUN001's to report.
+    assert!(!found.iter().any(|(i, ..)| i == "RUN004"));
+    assert!(!found.iter().any(|(i, _, c, _)| i.starts_with("NET00")
+        && c.as_deref() == Some("app")
+        && i != "NET001"));
+    // 2375 is ENG001 only.
+    assert!(
+        !has_compose(&found, "NET002", Severity::High, 28)
+            && !has_compose(&found, "NET002", Severity::Medium, 28)
+    );
+    // The password is nowhere.
+    let host =
+        super::compose::parse(Path::new("/opt/project/compose.yml"), text, &|_| None).unwrap();
+    let report = Report {
+        findings: rules::evaluate(&host, &Context::default()),
+        notes: Vec::new(),
+        scope: "compose".into(),
+    };
+    let shown = format!(
+        "{}{}{}",
+        report::text(&report, true, false),
+        report::json(&report, true),
+        report::sarif(&report, true)
+    );
+    assert!(!shown.contains("hunter2"));
+}
+
+#[test]
+fn compose_snippet_near_misses_give_nothing() {
+    let text = r#"services:
+  app:
+    image: x
+    read_only: true
+    security_opt: ["no-new-privileges:true"]
+    ports:
+      - "127.0.0.1:5432:5432"
+      - "[::1]:6379:6379"
+    volumes:
+      - /usr/src/app/node_modules
+      - data:/etc/app
+      - ./etc2:/etc2
+      - /variable:/variable:ro
+volumes:
+  data:
+"#;
+    let found = compose_findings(text);
+    let ids: BTreeSet<&str> = found.iter().map(|(i, ..)| i.as_str()).collect();
+    for id in [
+        "VOL001", "VOL002", "VOL003", "NET002", "ENG001", "BAK001", "RUN005", "RUN006", "NET004",
+    ] {
+        assert!(!ids.contains(id), "{id}: {found:#?}");
+    }
+}
