@@ -26,6 +26,23 @@ pub struct Shutdown {
     protected: Arc<AtomicUsize>,
 }
 
+/// Fires a [`Shutdown`] made by [`Shutdown::linked`]; cloneable.
+#[derive(Clone)]
+pub struct Trigger(Arc<watch::Sender<Option<Signal>>>);
+
+impl Trigger {
+    /// Makes the linked handle resolve with `signal`; later calls do nothing.
+    pub fn fire(&self, signal: Signal) {
+        self.0.send_if_modified(|s| {
+            let first = s.is_none();
+            if first {
+                *s = Some(signal);
+            }
+            first
+        });
+    }
+}
+
 /// While alive, a second signal does not end the process.
 pub struct Protected(Arc<AtomicUsize>);
 
@@ -88,6 +105,24 @@ impl Shutdown {
             rx,
             protected: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// A handle that fires only when its [`Trigger`] is pulled, for work
+    /// that outlives the first signal (the scheduler's grace period). It
+    /// shares this handle's protection: a second signal still does not cut
+    /// short a step marked with [`Shutdown::protect`] on either of them.
+    pub fn linked(&self) -> (Shutdown, Trigger) {
+        let (tx, rx) = watch::channel(None);
+        let linked = Shutdown {
+            rx,
+            protected: self.protected.clone(),
+        };
+        (linked, Trigger(Arc::new(tx)))
+    }
+
+    /// A handle fired by hand, with nothing else behind it (tests).
+    pub fn manual() -> (Shutdown, Trigger) {
+        Shutdown::never().linked()
     }
 
     /// The signal received so far, if any.

@@ -255,7 +255,6 @@ fn busy_volume_lock_names_the_holder() {
     let volume = Volume::new("busy");
     fill(&volume, &fixtures::random_file(400));
     let key = AgeKey::new();
-    let dest = tempfile::tempdir().unwrap();
     // The first backup writes to a pipe nobody reads yet: it holds the lock
     // until the test drains it, however fast the machine is.
     let mut cmd = volsafe_command(&["backup", volume.name(), "--to", "-", "-r", &key.recipient]);

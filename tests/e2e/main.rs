@@ -21,3 +21,4 @@ mod lifecycle;
 mod orchestration;
 mod prune;
 mod roundtrip;
+mod schedule;

@@ -282,3 +282,49 @@ fn a_failing_pre_backup_hook_stops_that_backup() {
     assert!(files_under(dest.path()).is_empty());
     assert!(is_running(&c));
 }
+
+/// SIGTERM once the stream has started, with containers stopped: exit 143,
+/// the containers run again, no helper and no partial archive is left.
+#[test]
+fn sigterm_mid_stream_starts_the_containers_again() {
+    let volume = Volume::new("term");
+    fill(&volume, &fixtures::random_file(64));
+    let c = running(&volume, &[]);
+    let c0 = started_at(&c);
+    let dest = tempfile::tempdir().unwrap();
+    let args = [
+        "backup",
+        volume.name(),
+        "--to",
+        path_str(dest.path()),
+        "--no-encryption",
+        "--stop-containers",
+        "--level",
+        "19",
+    ];
+    let child = volsafe_command(&args).spawn().unwrap();
+    let partial = || {
+        files_under(dest.path())
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with(".partial"))
+    };
+    wait_for(120, "the stream to start", partial);
+    assert!(!is_running(&c), "the container runs during the backup");
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(is_running(&c), "{c} left stopped\n{stderr}");
+    assert_ne!(started_at(&c), c0);
+    assert!(
+        files_under(dest.path()).is_empty(),
+        "{:?}",
+        files_under(dest.path())
+    );
+    assert_no_leftovers(volume.name());
+}
