@@ -210,8 +210,7 @@ fn container(host: &Host, c: &Container, ctx: &Context, out: &mut Vec<Finding>) 
     // The Engine reads the value with Go's strconv.ParseBool.
     let nnp = security.iter().any(|o| {
         o == "no-new-privileges"
-            || o
-                .strip_prefix("no-new-privileges=")
+            || o.strip_prefix("no-new-privileges=")
                 .is_some_and(|v| matches!(v, "1" | "t" | "true"))
     });
     if !nnp {

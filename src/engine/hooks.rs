@@ -41,11 +41,18 @@ pub async fn for_volume(engine: &Engine, volume: &str, label: &'static str) -> R
         .await
         .map_err(|e| {
             failed(
-                format!("volume {volume}: cannot list the containers that use it ({})", message_of(&e)),
+                format!(
+                    "volume {volume}: cannot list the containers that use it ({})",
+                    message_of(&e)
+                ),
                 format!("check that the daemon at {} is healthy", engine.host),
             )
         })?;
-    let what = if label == LABEL_PRE { "pre-backup" } else { "post-backup" };
+    let what = if label == LABEL_PRE {
+        "pre-backup"
+    } else {
+        "post-backup"
+    };
     let mut hooks = Vec::new();
     for c in list {
         let labels = c.labels.clone().unwrap_or_default();
@@ -78,7 +85,9 @@ pub async fn for_volume(engine: &Engine, volume: &str, label: &'static str) -> R
         let timeout = match labels.get(LABEL_TIMEOUT) {
             Some(t) => humantime::parse_duration(t).map_err(|e| {
                 failed(
-                    format!("container {name}: label {LABEL_TIMEOUT}={t:?} is not a duration ({e})"),
+                    format!(
+                        "container {name}: label {LABEL_TIMEOUT}={t:?} is not a duration ({e})"
+                    ),
                     "write it like 30s, 5m or 1h",
                 )
             })?,
@@ -109,8 +118,14 @@ pub async fn run(engine: &Engine, hook: &Hook) -> Result<()> {
     };
     let cannot = |e: &bollard::errors::Error| {
         failed(
-            format!("container {name}: cannot run the {what} hook ({})", message_of(e)),
-            format!("check that the container runs and has `sh`; the hook is its {} label", label_of(what)),
+            format!(
+                "container {name}: cannot run the {what} hook ({})",
+                message_of(e)
+            ),
+            format!(
+                "check that the container runs and has `sh`; the hook is its {} label",
+                label_of(what)
+            ),
         )
     };
     let exec = engine
@@ -124,7 +139,10 @@ pub async fn run(engine: &Engine, hook: &Hook) -> Result<()> {
         .await
         .map_err(|e| cannot(&e))?;
     let mut output = Vec::new();
-    if let StartExecResults::Attached { output: mut stream, .. } = started {
+    if let StartExecResults::Attached {
+        output: mut stream, ..
+    } = started
+    {
         let read = async {
             while let Some(chunk) = stream.next().await {
                 let Ok(chunk) = chunk else { break };
@@ -161,8 +179,14 @@ pub async fn run(engine: &Engine, hook: &Hook) -> Result<()> {
                 .unwrap_or("(no output)");
             let status = code.map_or("an unknown status".to_owned(), |c| format!("status {c}"));
             Err(failed(
-                format!("container {name}: the {what} hook exited with {status}: {}", last.trim()),
-                format!("run it by hand to see why: docker exec {name} sh -c '<the {} label>'", label_of(what)),
+                format!(
+                    "container {name}: the {what} hook exited with {status}: {}",
+                    last.trim()
+                ),
+                format!(
+                    "run it by hand to see why: docker exec {name} sh -c '<the {} label>'",
+                    label_of(what)
+                ),
             ))
         }
     }

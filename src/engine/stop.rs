@@ -50,7 +50,10 @@ pub async fn targets(engine: &Engine, volumes: &[String], all: bool) -> Result<V
             .await
             .map_err(|e| {
                 failed(
-                    format!("volume {volume}: cannot list the containers that use it ({})", message_of(&e)),
+                    format!(
+                        "volume {volume}: cannot list the containers that use it ({})",
+                        message_of(&e)
+                    ),
                     format!("check that the daemon at {} is healthy", engine.host),
                 )
             })?;
@@ -108,7 +111,12 @@ impl Window {
 /// Stops `targets`, each with its own stop timeout, journaling each stop
 /// first. Always returns the window of what was stopped, with the error
 /// that ended it early if any: the caller starts them again either way.
-pub async fn stop(engine: &Engine, image: &str, lease: &Lease, targets: &[Target]) -> (Window, Result<()>) {
+pub async fn stop(
+    engine: &Engine,
+    image: &str,
+    lease: &Lease,
+    targets: &[Target],
+) -> (Window, Result<()>) {
     let mut window = Window {
         stopped: Vec::new(),
         since: Instant::now(),
@@ -125,7 +133,11 @@ pub async fn stop(engine: &Engine, image: &str, lease: &Lease, targets: &[Target
             Ok(id) => id,
             Err(e) => {
                 let err = failed(
-                    format!("container {}: cannot journal its stop ({})", t.name, message_of(&e)),
+                    format!(
+                        "container {}: cannot journal its stop ({})",
+                        t.name,
+                        message_of(&e)
+                    ),
                     "check the daemon's log; nothing was stopped for it",
                 );
                 return (window, Err(err));

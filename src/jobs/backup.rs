@@ -23,10 +23,10 @@ use crate::archive::names::{self, MOUNT_DIR};
 use crate::archive::tarstream::{EntryKind, TarReader};
 use crate::archive::{ArchiveWriter, EntryData, Written};
 use crate::engine::helper::{self, Access, Helper};
-use crate::engine::{hooks, stop};
 use crate::engine::lease::{self, Lease};
 use crate::engine::volume::{self, VolumeSpec};
 use crate::engine::Engine;
+use crate::engine::{hooks, stop};
 use crate::error::{failed, interrupted, usage, Exit};
 use crate::progress::{self, Progress};
 use crate::shutdown::Shutdown;
@@ -126,7 +126,8 @@ impl Summary {
         if let Some(s) = self.interrupted {
             return Err(interrupted(s));
         }
-        let failed = self.volumes.iter().filter(|v| v.error.is_some()).count() + self.other_failures;
+        let failed =
+            self.volumes.iter().filter(|v| v.error.is_some()).count() + self.other_failures;
         let ok = self.volumes.iter().filter(|v| v.error.is_none()).count();
         Ok(match (ok, failed) {
             (_, 0) => Exit::Success,
