@@ -131,6 +131,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
                 helper_image: g.helper_image.clone(),
                 progress,
                 stop_containers: a.stop_containers,
+                print_paths: true,
                 check: (!a.skip_check).then_some(backup::PreCheck {
                     ignores,
                     fail_on: a.check_fail_on,
@@ -195,7 +196,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
             }
         }
         Command::Prune(a) => jobs::prune::run(a).await,
-        Command::Schedule(a) => schedule::run(a, shutdown).await,
+        Command::Schedule(a) => schedule::run(a, g.helper_image.clone(), shutdown).await,
         Command::List(a) => list::run(list::Plan {
             dir: a.dir,
             volume: a.volume,

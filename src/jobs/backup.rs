@@ -54,6 +54,9 @@ pub struct Plan {
     /// Stop every running container that mounts a volume (besides those
     /// labelled `volsafe.stop-during-backup=true`, always stopped).
     pub stop_containers: bool,
+    /// Print each archive's path on stdout (the command does; the
+    /// scheduler logs them instead).
+    pub print_paths: bool,
 }
 
 /// The pre-backup security check's settings.
@@ -225,7 +228,7 @@ pub async fn run_job(engine: &Engine, plan: &Plan, shutdown: &Shutdown) -> Resul
         let started = std::time::Instant::now();
         match backup_one(&engine, &image, &lease, name, plan, shutdown).await {
             Ok(archive) => {
-                if let Some(path) = &archive {
+                if let Some(path) = archive.as_ref().filter(|_| plan.print_paths) {
                     let mut out = io::stdout().lock();
                     let _ = writeln!(out, "{}", path.display());
                     let _ = out.flush();

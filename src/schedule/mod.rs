@@ -37,7 +37,11 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// How many upcoming runs `--check-config` prints per job.
 const SHOW_NEXT: usize = 5;
 
-pub async fn run(args: ScheduleArgs, shutdown: Shutdown) -> Result<Exit> {
+pub async fn run(
+    args: ScheduleArgs,
+    helper_image: Option<String>,
+    shutdown: Shutdown,
+) -> Result<Exit> {
     let config = config::load(&args.config)?;
     if args.check_config {
         print_next_runs(&config)?;
@@ -49,7 +53,9 @@ pub async fn run(args: ScheduleArgs, shutdown: Shutdown) -> Result<Exit> {
         None => None,
     };
     sweep_leftovers().await;
-    let result = Scheduler::new(config, metrics, shutdown).run().await;
+    let result = Scheduler::new(config, metrics, shutdown, helper_image)
+        .run()
+        .await;
     if let Some(server) = server {
         server.abort();
     }
@@ -127,7 +133,12 @@ impl Drop for Running {
 }
 
 impl Scheduler {
-    fn new(config: Config, metrics: status::Metrics, shutdown: Shutdown) -> Scheduler {
+    fn new(
+        config: Config,
+        metrics: status::Metrics,
+        shutdown: Shutdown,
+        helper_image: Option<String>,
+    ) -> Scheduler {
         let (abort, trigger) = shutdown.linked();
         let shared = Arc::new(runner::Shared {
             locks: runner::VolumeLocks::default(),
@@ -135,6 +146,7 @@ impl Scheduler {
             stop: shutdown.clone(),
             abort,
             host: notify::host_name(),
+            helper_image,
         });
         let now = Utc::now();
         let mut s = Scheduler {

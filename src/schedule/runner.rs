@@ -36,6 +36,8 @@ pub struct Shared {
     /// Fired when the grace period is over: running backups clean up and end.
     pub abort: Shutdown,
     pub host: String,
+    /// `--helper-image`, as for one-shot commands.
+    pub helper_image: Option<String>,
 }
 
 /// In-process exclusion per volume, held for a whole run.
@@ -270,7 +272,8 @@ async fn backup_and_prune(
         level: job.level,
         allow_empty: job.allow_empty,
         lock_wait: job.lock_wait,
-        helper_image: None,
+        helper_image: shared.helper_image.clone(),
+        print_paths: false,
         progress: crate::progress::Mode::Off,
         stop_containers: job.stop_containers,
         check: job.check.as_ref().map(|c| backup::PreCheck {
@@ -286,6 +289,11 @@ async fn backup_and_prune(
             "{} error(s) besides the volumes' (see the log: a container not started again, a post-backup hook)",
             summary.other_failures
         ));
+    }
+    for r in &summary.volumes {
+        if let Some(path) = &r.archive {
+            tracing::info!(job = %job.name, volume = %r.volume, bytes = r.bytes, archive = %path.display(), "archive committed");
+        }
     }
     o.results = summary.volumes;
     if job.policy.is_empty() || o.interrupted {
