@@ -2,10 +2,8 @@
 //! `notify_url` after a run that failed.
 //!
 //! A notification is a courtesy, never a reason to fail: an unreachable or
-//! slow receiver is logged and the scheduler goes on. Plain HTTP only: the
-//! receiver is usually a local relay (a webhook bridge, Alertmanager's
-//! neighbour); https URLs are refused when the config is read, so nobody
-//! believes a notification went out encrypted.
+//! slow receiver is logged and the scheduler goes on. `http://` and
+//! `https://` (rustls, with the system's CA certificates) are accepted.
 
 use std::time::Duration;
 
@@ -38,14 +36,11 @@ pub struct VolumeError {
     pub error: String,
 }
 
-/// A checked `http://host[:port][/path]` URL, returned as given.
+/// A checked `http(s)://host[:port][/path]` URL, returned as given.
 pub fn check_url(url: &str) -> Result<String, String> {
-    if url.starts_with("https://") {
-        return Err("https is not supported".to_owned());
-    }
     let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
-    if uri.scheme_str() != Some("http") || uri.host().is_none() {
-        return Err("not an http:// URL".to_owned());
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err("not an http:// or https:// URL".to_owned());
     }
     Ok(url.to_owned())
 }
@@ -73,33 +68,35 @@ pub async fn send(url: &str, failure: &Failure) -> Result<()> {
 
 async fn post(url: &str, body: Vec<u8>) -> Result<()> {
     let uri: hyper::Uri = url.parse()?;
-    let host = uri.host().ok_or_else(|| anyhow!("no host"))?.to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    let connect_to = format!(
-        "{}:{port}",
-        host.trim_start_matches('[').trim_end_matches(']')
-    );
-    let stream = tokio::net::TcpStream::connect(&connect_to)
-        .await
-        .context("cannot connect")?;
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
-    let conn = tokio::spawn(conn);
-    let authority = uri.authority().map(|a| a.to_string()).unwrap_or(host);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let req = Request::post(path)
-        .header(hyper::header::HOST, authority)
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
+        .context("cannot load the system's CA certificates")?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https);
+    let req = Request::post(uri)
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .header(
             hyper::header::USER_AGENT,
             concat!("volsafe/", env!("CARGO_PKG_VERSION")),
         )
         .body(Full::new(Bytes::from(body)))?;
-    let res = sender.send_request(req).await.context("no response")?;
+    let res = client.request(req).await.map_err(|e| {
+        // The cause (refused, TLS, DNS) is in the source chain.
+        let mut msg = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            msg = format!("{msg}: {s}");
+            source = s.source();
+        }
+        anyhow!("{msg}")
+    })?;
     let status = res.status();
     // Read the (small) answer so the connection ends cleanly.
     let _ = res.into_body().collect().await;
-    conn.abort();
     if !status.is_success() {
         return Err(anyhow!("the receiver answered {status}"));
     }
@@ -114,11 +111,42 @@ mod tests {
     fn urls() {
         assert!(check_url("http://127.0.0.1:9000/hook").is_ok());
         assert!(check_url("http://alerts.internal/volsafe?x=1").is_ok());
-        assert!(check_url("https://alerts.internal/")
-            .unwrap_err()
-            .contains("https"));
+        assert!(check_url("https://alerts.internal/").is_ok());
         assert!(check_url("ftp://x/").is_err());
         assert!(check_url("not a url").is_err());
+    }
+
+    /// An https URL speaks TLS: against a plain-HTTP receiver on loopback
+    /// the handshake fails with a clear error, quickly, and sends nothing.
+    #[tokio::test]
+    async fn https_urls_speak_tls() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut first = [0u8; 1];
+            s.read_exact(&mut first).unwrap();
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+            first[0]
+        });
+        let failure = Failure {
+            job: "db".into(),
+            volumes: vec![],
+            errors: vec![],
+            time: "2026-01-01T00:00:00Z".into(),
+            host: "h".into(),
+            daemon: "d".into(),
+        };
+        let err = send(&format!("https://127.0.0.1:{port}/hook"), &failure)
+            .await
+            .unwrap_err();
+        // 0x16: a TLS handshake record, not "POST".
+        assert_eq!(server.join().unwrap(), 0x16);
+        assert!(
+            format!("{err:#}").contains("notification to https://127.0.0.1"),
+            "{err:#}"
+        );
     }
 
     #[tokio::test]

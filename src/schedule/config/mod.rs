@@ -507,7 +507,7 @@ fn check_job(
             err(
                 u.span(),
                 format!("job {n}: notify_url {:?}: {e}", u.get_ref()),
-                "write http://host:port/path; https is not supported (docs/schedule.md)",
+                "write http(s)://host[:port]/path",
             )
         })?),
         None => None,

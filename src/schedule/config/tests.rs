@@ -143,11 +143,11 @@ fn the_documented_example_parses() {
 }
 
 #[test]
-fn https_notification_is_refused_clearly() {
+fn a_notification_url_must_be_http_or_https() {
     let text = GOOD.replace(
         "check_fail_on",
-        "notify_url = \"https://example.invalid/x\"\ncheck_fail_on",
+        "notify_url = \"ftp://example.invalid/x\"\ncheck_fail_on",
     );
     let m = message(&text);
-    assert!(m.contains("notify_url") && m.contains("https"), "{m}");
+    assert!(m.contains("notify_url") && m.contains("ftp"), "{m}");
 }
