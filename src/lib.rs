@@ -94,7 +94,13 @@ pub fn report_error(err: &anyhow::Error) {
         return;
     }
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "volsafe: {err:#}");
+    // Engine messages are scrubbed where they are read; this catches any
+    // other path that quotes a volume's mount options.
+    let _ = writeln!(
+        stderr,
+        "volsafe: {}",
+        check::secrets::scrub(&format!("{err:#}"))
+    );
     if let Some(hint) = find_user_error(err).and_then(|u| u.hint.as_deref()) {
         let _ = writeln!(stderr, "  hint: {hint}");
     }
@@ -170,6 +176,12 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
         Command::Check(a) => {
             for v in &a.volumes {
                 engine::volume::check_name(v)?;
+            }
+            if a.backup_age_medium > a.backup_age_high {
+                return Err(error::usage(
+                    "--backup-age-medium is longer than --backup-age-high",
+                    "the medium threshold comes first: e.g. --backup-age-medium 24h --backup-age-high 7d",
+                ));
             }
             let ignores = match &a.ignore {
                 Some(path) => check::ignore::load(path)?,

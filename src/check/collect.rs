@@ -292,7 +292,7 @@ pub fn container_from_inspect(c: &ContainerInspectResponse) -> Container {
         auto_remove: hc.auto_remove.unwrap_or(false),
         privileged: hc.privileged.unwrap_or(false),
         cap_add: hc.cap_add.clone().unwrap_or_default(),
-        security_opt: hc.security_opt.clone().unwrap_or_default(),
+        security_opt: security_opts(&hc),
         pid_mode: hc.pid_mode.clone().unwrap_or_default(),
         ipc_mode: hc.ipc_mode.clone().unwrap_or_default(),
         uts_mode: hc.uts_mode.clone().unwrap_or_default(),
@@ -325,6 +325,18 @@ pub fn container_from_inspect(c: &ContainerInspectResponse) -> Container {
             .collect(),
         location: None,
     }
+}
+
+/// The security options as the rules read them. The Engine does not keep
+/// `systempaths=unconfined` in `SecurityOpt`: it empties `MaskedPaths`
+/// instead (a privileged container has none at all), so that is put back.
+fn security_opts(hc: &bollard::models::HostConfig) -> Vec<String> {
+    let mut opts = hc.security_opt.clone().unwrap_or_default();
+    let unmasked = hc.masked_paths.as_ref().is_some_and(|m| m.is_empty());
+    if unmasked && !hc.privileged.unwrap_or(false) {
+        opts.push("systempaths=unconfined".to_owned());
+    }
+    opts
 }
 
 /// The propagation each bind asked for, by destination: from `-v`

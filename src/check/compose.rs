@@ -787,6 +787,14 @@ impl<'a> Ctx<'a> {
                     c.default_bridge = c.network_mode == "bridge";
                 }
                 "labels" => c.labels = self.labels(value),
+                "ports" | "volumes"
+                    if !value.is_null() && !matches!(value.value, Value::Seq(_)) =>
+                {
+                    return Err(self.error_at(
+                        value.line,
+                        &format!("service `{}`: `{}` must be a list", entry.key, field.key),
+                    ));
+                }
                 "ports" => {
                     for item in Self::items(value) {
                         match self.port(&item) {
@@ -964,7 +972,9 @@ impl<'a> Ctx<'a> {
         };
         match kind {
             MountKind::Bind if !source.is_empty() => mount.source = self.bind_source(&source),
-            MountKind::Bind | MountKind::Tmpfs => {}
+            // A bind without a source is incomplete: compose rejects it.
+            MountKind::Bind => return None,
+            MountKind::Tmpfs => {}
             MountKind::Volume if !source.is_empty() => {
                 mount.source = names.get(&source).cloned().unwrap_or(source);
             }
@@ -1184,6 +1194,23 @@ mod tests {
         assert!(matches!(user.kind, Kind::Usage));
         assert!(user.hint.is_some());
         user.message.clone()
+    }
+
+    #[test]
+    fn volumes_and_ports_must_be_lists() {
+        let m = usage_message("services:\n  app:\n    volumes: \"notalist\"\n");
+        assert!(
+            m.contains("line 3") && m.contains("`volumes` must be a list"),
+            "{m}"
+        );
+        let m = usage_message("services:\n  app:\n    ports: 80\n");
+        assert!(m.contains("`ports` must be a list"), "{m}");
+    }
+
+    #[test]
+    fn a_bind_without_source_is_skipped() {
+        let h = host("services:\n  app:\n    volumes:\n      - type: bind\n        target: /x\n");
+        assert!(service(&h, "app").mounts.is_empty());
     }
 
     fn mount<'c>(c: &'c Container, destination: &str) -> &'c Mount {

@@ -123,7 +123,7 @@ fn subject(f: &Finding) -> String {
     match (src, dst) {
         (Some(s), Some(d)) => parts.push(format!("mount {} -> {}", clean(s), clean(d))),
         (Some(s), None) => parts.push(format!("mount {}", clean(s))),
-        (None, Some(d)) => parts.push(format!("mount -> {}", clean(d))),
+        (None, Some(d)) => parts.push(format!("mount at {}", clean(d))),
         (None, None) => {}
     }
     if parts.is_empty() {

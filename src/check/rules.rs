@@ -350,19 +350,29 @@ fn mount(host: &Host, c: &Container, m: &Mount, ctx: &Context, out: &mut Vec<Fin
                 ));
             }
         }
-        MountKind::Tmpfs => out.push(about_mount(
-            c,
-            m,
-            "BAK002",
-            Severity::Info,
-            format!(
-                "container \"{name}\" keeps {} in memory (tmpfs): it is in no backup and is gone when the container stops",
-                m.destination
-            ),
-        )),
+        MountKind::Tmpfs => {
+            let mut f = about_mount(
+                c,
+                m,
+                "BAK002",
+                Severity::Info,
+                format!(
+                    "container \"{name}\" keeps {} in memory (tmpfs): it is in no backup and is gone when the container stops",
+                    m.destination
+                ),
+            );
+            f.remediation =
+                "keep data that must survive in a named volume; a tmpfs is for scratch data only"
+                    .to_owned();
+            out.push(f);
+        }
         MountKind::Volume => {
             if m.rw && c.running && !ctx.stopping.contains(name) {
-                let volume = if m.source.is_empty() { "an anonymous volume" } else { &m.source };
+                let volume = if m.source.is_empty() {
+                    "an anonymous volume"
+                } else {
+                    &m.source
+                };
                 out.push(about_mount(
                     c,
                     m,

@@ -42,6 +42,35 @@ pub fn redact(key: &str, value: &str) -> String {
         .join(",")
 }
 
+/// `text` (a daemon's error message, which may quote a volume's mount
+/// options) with the value of every `password=`/`pass=`-like item
+/// replaced by [`REDACTED`]. A value ends at `,`, whitespace, `)`, `"` or
+/// `'`.
+pub fn scrub(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(eq) = rest.find('=') {
+        let (before, after) = rest.split_at(eq);
+        let key_start = before
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .map_or(0, |i| i + 1);
+        out.push_str(before);
+        out.push('=');
+        let after = &after[1..];
+        if secret_key(&before[key_start..]) {
+            let end = after
+                .find(|c: char| c == ',' || c.is_whitespace() || matches!(c, ')' | '"' | '\''))
+                .unwrap_or(after.len());
+            out.push_str(REDACTED);
+            rest = &after[end..];
+        } else {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Every option of a volume with credentials redacted.
 pub fn redact_all(options: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     options
@@ -66,6 +95,23 @@ mod tests {
         );
         assert_eq!(redact("o", "pass=x"), "pass=<redacted>");
         assert_eq!(redact("Password", "x"), REDACTED);
+    }
+
+    #[test]
+    fn daemon_messages_are_scrubbed() {
+        let m = "error while mounting volume: mount //h/s:/x, data: addr=1.2.3.4,username=u,password=hunter2,vers=3.0: no such device";
+        let s = scrub(m);
+        assert!(!s.contains("hunter2"), "{s}");
+        assert!(
+            s.contains("password=<redacted>,vers=3.0: no such device"),
+            "{s}"
+        );
+        assert_eq!(
+            scrub("pass=x y=1 PASSWORD=z"),
+            "pass=<redacted> y=1 PASSWORD=<redacted>"
+        );
+        assert_eq!(scrub("no secrets here: a=b"), "no secrets here: a=b");
+        assert_eq!(scrub("ends with pass="), "ends with pass=<redacted>");
     }
 
     #[test]

@@ -2285,3 +2285,31 @@ volumes:
         assert!(!ids.contains(id), "{id}: {found:#?}");
     }
 }
+
+/// The Engine keeps `systempaths=unconfined` only as an empty `MaskedPaths`.
+#[test]
+fn run004_systempaths_unconfined_from_empty_masked_paths() {
+    let mut v: Value =
+        serde_json::from_str(include_str!("../../tests/data/inspect/hard.json")).unwrap();
+    v["HostConfig"]["MaskedPaths"] = serde_json::json!([]);
+    let c = container_from_inspect(&serde_json::from_value(v).unwrap());
+    assert!(
+        c.security_opt.iter().any(|o| o == "systempaths=unconfined"),
+        "{:?}",
+        c.security_opt
+    );
+    let hard = container_from_inspect(
+        &serde_json::from_str(include_str!("../../tests/data/inspect/hard.json")).unwrap(),
+    );
+    assert!(!hard
+        .security_opt
+        .iter()
+        .any(|o| o.starts_with("systempaths")));
+    let privileged = container_from_inspect(
+        &serde_json::from_str(include_str!("../../tests/data/inspect/priv.json")).unwrap(),
+    );
+    assert!(!privileged
+        .security_opt
+        .iter()
+        .any(|o| o.starts_with("systempaths")));
+}

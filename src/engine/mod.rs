@@ -108,12 +108,14 @@ pub fn status_of(e: &bollard::errors::Error) -> Option<u16> {
     }
 }
 
-/// The message of an Engine error, without bollard's wrapping.
+/// The message of an Engine error, without bollard's wrapping, and with
+/// any credential it quotes (a volume's mount options) redacted.
 pub fn message_of(e: &bollard::errors::Error) -> String {
-    match e {
+    let message = match e {
         bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
         other => other.to_string(),
-    }
+    };
+    crate::check::secrets::scrub(&message)
 }
 
 /// Every container, running or not, that matches one `docker ps` filter.

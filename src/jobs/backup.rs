@@ -156,6 +156,11 @@ impl Summary {
 pub async fn run_job(engine: &Engine, plan: &Plan, shutdown: &Shutdown) -> Result<Summary> {
     let engine = engine.clone();
     let mut summary = Summary::default();
+    // A destination that cannot be created fails now, before any container
+    // is stopped or hook run.
+    if let Dest::Dir(dir) = &plan.dest {
+        store::make_dir(dir)?;
+    }
     let targets = stop::targets(&engine, &plan.volumes, plan.stop_containers).await?;
     if let Some(check) = &plan.check {
         let req = super::check::BeforeBackup {
@@ -592,7 +597,23 @@ pub async fn stream_volume(
     let work = tokio::task::spawn_blocking(move || reframe(input, out, job).map_err(explain_dest));
     let ((), joined) = tokio::join!(pump, work);
     let written = joined.context("the archive writer stopped unexpectedly")?;
-    written.with_context(|| format!("volume {volume}"))
+    written
+        .map_err(explain_mount)
+        .with_context(|| format!("volume {volume}"))
+}
+
+/// The daemon mounts a volume when the helper's archive is read: a driver
+/// that cannot (a CIFS share away, wrong options) fails the stream with the
+/// mount's message. Gives it a hint.
+fn explain_mount(e: anyhow::Error) -> anyhow::Error {
+    let text = format!("{e:#}");
+    if crate::error::find_user_error(&e).is_some() || !text.contains("error while mounting volume")
+    {
+        return e;
+    }
+    crate::error::UserError::new(crate::error::Kind::Failed, crate::check::secrets::scrub(&text))
+        .hint("the daemon could not mount the volume: check its driver and options with `docker volume inspect` and the daemon's log")
+        .into()
 }
 
 /// Reads the Engine's tar, renames each entry relative to the volume root,

@@ -216,6 +216,26 @@ fn network_volumes_and_redaction() {
             "high",
             "-vv",
         ]),
+        // The daemon cannot mount the share: its error quotes the options.
+        volsafe(&[
+            "backup",
+            cifs.name(),
+            "--to",
+            dir,
+            "--no-encryption",
+            "--skip-check",
+            "-vv",
+        ]),
+        volsafe(&[
+            "backup",
+            cifs.name(),
+            "--to",
+            dir,
+            "--no-encryption",
+            "--skip-check",
+            "--log-format",
+            "json",
+        ]),
     ];
     let traced = run_volsafe(
         {
@@ -233,6 +253,7 @@ fn network_volumes_and_redaction() {
     }
     runs[4].assert_fails(1, "vstest-no-such-volume");
     runs[5].assert_fails(4, "nothing was backed up");
+    runs[6].assert_fails(1, "could not mount the volume");
     assert!(
         files_under(dest.path()).is_empty(),
         "{:?}",
