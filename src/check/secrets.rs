@@ -12,8 +12,17 @@ fn secret_key(key: &str) -> bool {
     let key = key.trim().to_ascii_lowercase();
     matches!(key.as_str(), "password" | "pass" | "passwd" | "pwd")
         || key.contains("password")
+        || key.contains("passphrase")
         || key.contains("secret")
         || key.contains("token")
+}
+
+/// CIFS takes `username=user%password` too.
+fn user_with_password(key: &str, value: &str) -> bool {
+    matches!(
+        key.trim().to_ascii_lowercase().as_str(),
+        "user" | "username"
+    ) && value.contains('%')
 }
 
 /// Whether a driver option holds a credential: its key names one, or its
@@ -23,7 +32,8 @@ pub fn looks_secret(key: &str, value: &str) -> bool {
 }
 
 fn item_is_secret(item: &str) -> bool {
-    item.split_once('=').is_some_and(|(k, _)| secret_key(k))
+    item.split_once('=')
+        .is_some_and(|(k, v)| secret_key(k) || user_with_password(k, v))
 }
 
 /// The option's value with every credential replaced by [`REDACTED`]:
@@ -32,14 +42,26 @@ pub fn redact(key: &str, value: &str) -> String {
     if secret_key(key) {
         return REDACTED.to_owned();
     }
-    value
-        .split(',')
-        .map(|item| match item.split_once('=') {
-            Some((k, _)) if secret_key(k) => format!("{k}={REDACTED}"),
-            _ => item.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut out: Vec<String> = Vec::new();
+    let mut items = value.split(',').peekable();
+    while let Some(item) = items.next() {
+        match item.split_once('=') {
+            Some((k, v)) if secret_key(k) || user_with_password(k, v) => {
+                out.push(match v.split_once('%').filter(|_| !secret_key(k)) {
+                    Some((user, _)) => format!("{k}={user}%{REDACTED}"),
+                    None => format!("{k}={REDACTED}"),
+                });
+                // mount.cifs writes a comma inside a password as `,,`:
+                // the parts after it belong to the secret too.
+                while items.peek() == Some(&"") {
+                    items.next();
+                    items.next();
+                }
+            }
+            _ => out.push(item.to_owned()),
+        }
+    }
+    out.join(",")
 }
 
 /// `text` (a daemon's error message, which may quote a volume's mount
@@ -57,10 +79,17 @@ pub fn scrub(text: &str) -> String {
         out.push_str(before);
         out.push('=');
         let after = &after[1..];
-        if secret_key(&before[key_start..]) {
-            let end = after
-                .find(|c: char| c == ',' || c.is_whitespace() || matches!(c, ')' | '"' | '\''))
-                .unwrap_or(after.len());
+        let key = &before[key_start..];
+        let end = after
+            .find(|c: char| c == ',' || c.is_whitespace() || matches!(c, ')' | '"' | '\''))
+            .unwrap_or(after.len());
+        if secret_key(key) {
+            out.push_str(REDACTED);
+            rest = &after[end..];
+        } else if user_with_password(key, &after[..end]) {
+            let user = after[..end].split('%').next().unwrap_or("");
+            out.push_str(user);
+            out.push('%');
             out.push_str(REDACTED);
             rest = &after[end..];
         } else {
@@ -112,6 +141,24 @@ mod tests {
         );
         assert_eq!(scrub("no secrets here: a=b"), "no secrets here: a=b");
         assert_eq!(scrub("ends with pass="), "ends with pass=<redacted>");
+        assert_eq!(
+            scrub("data: username=bob%pw,vers=3"),
+            "data: username=bob%<redacted>,vers=3"
+        );
+    }
+
+    #[test]
+    fn other_spellings_of_a_credential() {
+        assert_eq!(
+            redact("o", "username=bob%hunter2,vers=3.0"),
+            "username=bob%<redacted>,vers=3.0"
+        );
+        assert_eq!(
+            redact("o", "password=a,,b,vers=3.0"),
+            "password=<redacted>,vers=3.0"
+        );
+        assert!(looks_secret("o", "user=bob%x"));
+        assert!(looks_secret("passphrase", "x"));
     }
 
     #[test]

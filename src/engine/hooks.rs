@@ -9,9 +9,9 @@ use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
 use futures_util::StreamExt;
 
-use super::helper::LABEL_ROLE;
 use super::{message_of, Engine};
-use crate::error::failed;
+use crate::error::{failed, interrupted};
+use crate::shutdown::Shutdown;
 
 /// Run before the backup, while the container still runs.
 pub const LABEL_PRE: &str = "volsafe.pre-backup";
@@ -37,52 +37,22 @@ pub struct Hook {
 /// The hooks under `label` of the running containers that mount `volume`,
 /// and only those (case C14).
 pub async fn for_volume(engine: &Engine, volume: &str, label: &'static str) -> Result<Vec<Hook>> {
-    let list = super::containers_where(engine, "volume", volume)
-        .await
-        .map_err(|e| {
-            failed(
-                format!(
-                    "volume {volume}: cannot list the containers that use it ({})",
-                    message_of(&e)
-                ),
-                format!("check that the daemon at {} is healthy", engine.host),
-            )
-        })?;
     let what = if label == LABEL_PRE {
         "pre-backup"
     } else {
         "post-backup"
     };
     let mut hooks = Vec::new();
-    for c in list {
-        let labels = c.labels.clone().unwrap_or_default();
-        let Some(command) = labels.get(label).filter(|c| !c.trim().is_empty()) else {
+    for c in super::volume::containers_using(engine, volume).await? {
+        let Some(command) = c.labels.get(label).filter(|c| !c.trim().is_empty()) else {
             continue;
         };
-        if labels.contains_key(LABEL_ROLE) {
-            continue;
-        }
-        // The Engine's `volume` filter also matches mount destinations.
-        let mounts_it = c
-            .mounts
-            .iter()
-            .flatten()
-            .any(|m| m.name.as_deref() == Some(volume));
-        let name = c
-            .names
-            .as_ref()
-            .and_then(|n| n.first())
-            .map(|n| n.trim_start_matches('/').to_owned())
-            .unwrap_or_default();
-        if !mounts_it {
-            continue;
-        }
-        let running = c.state.as_ref().is_some_and(|s| s.to_string() == "running");
-        if !running {
+        let name = c.name;
+        if c.state != "running" {
             tracing::info!(container = %name, "{what} hook not run: the container is not running");
             continue;
         }
-        let timeout = match labels.get(LABEL_TIMEOUT) {
+        let timeout = match c.labels.get(LABEL_TIMEOUT) {
             Some(t) => humantime::parse_duration(t).map_err(|e| {
                 failed(
                     format!(
@@ -94,7 +64,7 @@ pub async fn for_volume(engine: &Engine, volume: &str, label: &'static str) -> R
             None => DEFAULT_TIMEOUT,
         };
         hooks.push(Hook {
-            container_id: c.id.clone().unwrap_or_default(),
+            container_id: c.id,
             container: name,
             command: command.clone(),
             timeout,
@@ -106,7 +76,7 @@ pub async fn for_volume(engine: &Engine, volume: &str, label: &'static str) -> R
 
 /// Runs a hook with `sh -c` and waits for it; an error names the
 /// container, the exit status and the last line of its output.
-pub async fn run(engine: &Engine, hook: &Hook) -> Result<()> {
+pub async fn run(engine: &Engine, hook: &Hook, shutdown: &Shutdown) -> Result<()> {
     let name = &hook.container;
     let what = hook.what;
     tracing::info!(container = %name, "running the {what} hook");
@@ -145,14 +115,25 @@ pub async fn run(engine: &Engine, hook: &Hook) -> Result<()> {
     {
         let read = async {
             while let Some(chunk) = stream.next().await {
-                let Ok(chunk) = chunk else { break };
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(container = %name, error = %message_of(&e), "the {what} hook's output stream broke off");
+                        break;
+                    }
+                };
                 output.extend_from_slice(&chunk.into_bytes());
                 if output.len() > OUTPUT_KEPT {
                     output.drain(..output.len() - OUTPUT_KEPT);
                 }
             }
         };
-        if tokio::time::timeout(hook.timeout, read).await.is_err() {
+        let bounded = tokio::time::timeout(hook.timeout, read);
+        let finished = tokio::select! {
+            done = bounded => done,
+            s = shutdown.wait() => return Err(interrupted(s)),
+        };
+        if finished.is_err() {
             return Err(failed(
                 format!(
                     "container {name}: the {what} hook did not finish within {}",
@@ -162,11 +143,23 @@ pub async fn run(engine: &Engine, hook: &Hook) -> Result<()> {
             ));
         }
     }
-    let inspect = engine
+    // The output can end a moment before the Engine records the exit.
+    let mut inspect = engine
         .docker
         .inspect_exec(&exec.id)
         .await
         .map_err(|e| cannot(&e))?;
+    for _ in 0..40 {
+        if inspect.running != Some(true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        inspect = engine
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| cannot(&e))?;
+    }
     let text = String::from_utf8_lossy(&output);
     tracing::debug!(container = %name, output = %text.trim_end(), "{what} hook output");
     match inspect.exit_code {

@@ -284,17 +284,19 @@ pub async fn sweep(engine: &Engine, me: &str) -> Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{}", message_of(&e)))
         .context("cannot list volsafe's containers")?;
-    type Marker = (String, HashMap<String, String>);
-    let mut by_owner: HashMap<String, Vec<Marker>> = HashMap::new();
+    /// A container of a run: ID, labels, image.
+    type Left = (String, HashMap<String, String>, String);
+    let mut by_owner: HashMap<String, Vec<Left>> = HashMap::new();
     for c in list {
         let (Some(id), Some(owner)) = (c.id, super::helper::owner_of(c.labels.as_ref())) else {
             continue;
         };
         if owner != me {
-            by_owner
-                .entry(owner)
-                .or_default()
-                .push((id, c.labels.unwrap_or_default()));
+            by_owner.entry(owner).or_default().push((
+                id,
+                c.labels.unwrap_or_default(),
+                c.image.unwrap_or_default(),
+            ));
         }
     }
     for (owner, containers) in by_owner {
@@ -303,12 +305,12 @@ pub async fn sweep(engine: &Engine, me: &str) -> Result<()> {
         }
         tracing::info!(owner = %owner, containers = containers.len(), "removing leftovers of a run that is gone");
         // Containers it stopped are started again first.
-        for (id, labels) in &containers {
+        for (id, labels, image) in &containers {
             if labels.get(LABEL_ROLE).map(String::as_str) == Some(super::stop::ROLE_STOPPED) {
-                super::stop::recover(engine, id, labels, me).await;
+                super::stop::recover(engine, image, id, labels).await;
             }
         }
-        for (id, _) in containers {
+        for (id, ..) in containers {
             remove_container(engine, &id).await;
         }
     }

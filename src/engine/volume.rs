@@ -111,8 +111,16 @@ fn is_running(state: &str) -> bool {
 /// A container that references a volume.
 #[derive(Debug, Clone)]
 pub struct User {
+    pub id: String,
     pub name: String,
+    /// Running, paused, restarting, or in a state the daemon did not say.
     pub running: bool,
+    /// The Engine's state word: `running`, `paused`, `exited`…
+    pub state: String,
+    pub labels: HashMap<String, String>,
+    /// It mounts the volume (the Engine's `volume` filter also matches
+    /// containers with a mount destination of that name).
+    pub mounts_it: bool,
 }
 
 /// The containers (running or not) that reference a volume, volsafe's own
@@ -136,17 +144,35 @@ pub async fn users(engine: &Engine, volume: &str) -> Result<Vec<User>> {
                 .as_ref()
                 .is_some_and(|l| l.contains_key(super::helper::LABEL_ROLE))
         })
-        .map(|c| User {
-            name: c
-                .names
-                .and_then(|n| n.first().cloned())
-                .map(|n| n.trim_start_matches('/').to_owned())
-                .or(c.id)
-                .unwrap_or_default(),
-            // A state the daemon did not report could be any: assume running.
-            running: c.state.is_none_or(|s| is_running(s.as_ref())),
+        .map(|c| {
+            let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+            User {
+                name: c
+                    .names
+                    .and_then(|n| n.first().cloned())
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .or_else(|| c.id.clone())
+                    .unwrap_or_default(),
+                id: c.id.unwrap_or_default(),
+                // A state the daemon did not report could be any: assume running.
+                running: is_running(&state),
+                state,
+                mounts_it: c
+                    .mounts
+                    .iter()
+                    .flatten()
+                    .any(|m| m.name.as_deref() == Some(volume)),
+                labels: c.labels.unwrap_or_default(),
+            }
         })
         .collect())
+}
+
+/// The containers, running or not, that mount `volume`.
+pub async fn containers_using(engine: &Engine, volume: &str) -> Result<Vec<User>> {
+    let mut users = users(engine, volume).await?;
+    users.retain(|u| u.mounts_it);
+    Ok(users)
 }
 
 #[cfg(test)]

@@ -124,29 +124,43 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// The exit status of a one-shot command (DESIGN.md's table).
+    /// The exit status of a one-shot command (DESIGN.md's table): 5 only
+    /// when some volumes were backed up and others not; a container that
+    /// did not start again fails the command (1).
     pub fn exit(&self) -> Result<Exit> {
         if let Some(s) = self.interrupted {
             return Err(interrupted(s));
         }
-        let failed =
-            self.volumes.iter().filter(|v| v.error.is_some()).count() + self.other_failures;
+        let failed = self.volumes.iter().filter(|v| v.error.is_some()).count();
         let ok = self.volumes.iter().filter(|v| v.error.is_none()).count();
         Ok(match (ok, failed) {
+            _ if self.other_failures > 0 => Exit::Failed,
             (_, 0) => Exit::Success,
             (0, _) => Exit::Failed,
             _ => Exit::Partial,
         })
     }
 
+    /// Records and reports a volume's failure.
     fn failed(&mut self, volume: &str, e: &anyhow::Error, started: std::time::Instant) {
-        self.volumes.push(VolumeResult {
-            volume: volume.to_owned(),
-            archive: None,
-            bytes: 0,
-            duration: started.elapsed(),
-            error: Some(format!("{e:#}")),
-        });
+        crate::report_error(e);
+        let error = crate::check::secrets::scrub(&format!("{e:#}"));
+        match self.volumes.iter_mut().find(|v| v.volume == volume) {
+            // A post-backup hook after the backup: both errors count.
+            Some(v) => {
+                v.error = Some(match v.error.take() {
+                    Some(first) => format!("{first}; {error}"),
+                    None => error,
+                });
+            }
+            None => self.volumes.push(VolumeResult {
+                volume: volume.to_owned(),
+                archive: None,
+                bytes: 0,
+                duration: started.elapsed(),
+                error: Some(error),
+            }),
+        }
     }
 }
 
@@ -154,156 +168,213 @@ impl Summary {
 /// window and every volume. Errors only for what stops the whole job
 /// before any volume is read (the check's threshold, no helper image).
 pub async fn run_job(engine: &Engine, plan: &Plan, shutdown: &Shutdown) -> Result<Summary> {
-    let engine = engine.clone();
-    let mut summary = Summary::default();
     // A destination that cannot be created fails now, before any container
     // is stopped or hook run.
     if let Dest::Dir(dir) = &plan.dest {
         store::make_dir(dir)?;
     }
-    let targets = stop::targets(&engine, &plan.volumes, plan.stop_containers).await?;
     if let Some(check) = &plan.check {
+        // Containers the backup stops do not write during it (BAK005).
+        let stopping = stop::targets(engine, &plan.volumes, plan.stop_containers).await?;
         let req = super::check::BeforeBackup {
             volumes: &plan.volumes,
             ignores: &check.ignores,
             fail_on: check.fail_on,
-            stopping: targets.iter().map(|t| t.name.clone()).collect(),
+            stopping: stopping.into_iter().map(|t| t.name).collect(),
         };
-        super::check::before_backup(&engine, req).await?;
+        super::check::before_backup(engine, req).await?;
     }
-    let image = helper::ensure_image(&engine, plan.helper_image.as_deref()).await?;
-    let lease = Lease::start(&engine, &image, "backup").await?;
-    if let Err(e) = lease::sweep(&engine, &lease.id).await {
+    let image = helper::ensure_image(engine, plan.helper_image.as_deref()).await?;
+    let lease = Lease::start(engine, &image, "backup").await?;
+    if let Err(e) = lease::sweep(engine, &lease.id).await {
         tracing::warn!(error = %format!("{e:#}"), "cannot look for leftovers of earlier runs");
     }
-    let mut stop = None;
-
-    // Pre-backup hooks: a failing one fails its volume's backup only.
-    let mut volumes: Vec<&String> = Vec::new();
-    for name in &plan.volumes {
-        if let Some(s) = shutdown.signal() {
-            stop = Some(s);
-            break;
-        }
-        let started = std::time::Instant::now();
-        match run_hooks(&engine, name, hooks::LABEL_PRE).await {
-            Ok(()) => volumes.push(name),
-            Err(e) => {
-                let e = e.context(format!("volume {name}: not backed up"));
-                crate::report_error(&e);
-                summary.failed(name, &e, started);
-            }
-        }
-    }
-
-    // Only the containers of the volumes still to back up, as they are now.
-    let targets = if stop.is_some() || volumes.is_empty() {
-        Vec::new()
-    } else {
-        let names: Vec<String> = volumes.iter().map(|v| v.to_string()).collect();
-        match stop::targets(&engine, &names, plan.stop_containers).await {
-            Ok(t) => t,
-            Err(e) => {
-                crate::report_error(&e);
-                for name in volumes.drain(..) {
-                    summary.failed(name, &e, std::time::Instant::now());
-                }
-                Vec::new()
-            }
-        }
+    let mut job = Job {
+        engine,
+        image: &image,
+        lease: &lease,
+        plan,
+        shutdown,
+        summary: Summary::default(),
+        signal: None,
     };
-    let held = (!targets.is_empty()).then(|| shutdown.protect());
-    let (window, stopped) = stop::stop(&engine, &image, &lease, &targets).await;
-    if let Err(e) = stopped {
-        // Backing up while some writers still run is what the stop was
-        // asked to prevent: back up nothing.
-        crate::report_error(&e);
-        for name in volumes.drain(..) {
-            summary.failed(name, &e, std::time::Instant::now());
+    let hooked = job.pre_hooks().await;
+    let mut ready = hooked.clone();
+    // Once anything is stopped, a second signal does not cut the restart
+    // short.
+    let held = shutdown.protect();
+    let window = job.stop_window(&mut ready).await;
+    let held = (!window.is_empty()).then_some(held);
+    job.back_up(&ready).await;
+    job.restart(window).await;
+    job.post_hooks(&hooked).await;
+    drop(held);
+    let Job {
+        mut summary,
+        signal,
+        ..
+    } = job;
+    summary.interrupted = signal;
+    lease.end(engine).await;
+    Ok(summary)
+}
+
+/// One backup job on its way: what it needs, and what happened so far.
+struct Job<'a> {
+    engine: &'a Engine,
+    image: &'a str,
+    lease: &'a Lease,
+    plan: &'a Plan,
+    shutdown: &'a Shutdown,
+    summary: Summary,
+    /// The signal that ended it early.
+    signal: Option<crate::error::Signal>,
+}
+
+impl Job<'_> {
+    fn interrupted(&mut self) -> bool {
+        if self.signal.is_none() {
+            self.signal = self.shutdown.signal();
+        }
+        self.signal.is_some()
+    }
+
+    /// Pre-backup hooks, while everything still runs. Returns the volumes
+    /// to go on with: a failing hook fails its volume only.
+    async fn pre_hooks(&mut self) -> Vec<String> {
+        let mut ready = Vec::new();
+        for name in &self.plan.volumes {
+            if self.interrupted() {
+                break;
+            }
+            let started = std::time::Instant::now();
+            match run_hooks(self.engine, name, hooks::LABEL_PRE, self.shutdown).await {
+                Ok(()) => ready.push(name.clone()),
+                Err(e) => {
+                    if self.interrupted() {
+                        break;
+                    }
+                    let e = e.context(format!("volume {name}: not backed up"));
+                    self.summary.failed(name, &e, started);
+                }
+            }
+        }
+        ready
+    }
+
+    /// Stops the containers of the volumes still to back up, as they are
+    /// now. If that fails, none is backed up: reading while writers still
+    /// run is what the stop was asked to prevent.
+    async fn stop_window(&mut self, ready: &mut Vec<String>) -> stop::Window {
+        let targets = if self.interrupted() || ready.is_empty() {
+            Ok(Vec::new())
+        } else {
+            stop::targets(self.engine, ready, self.plan.stop_containers).await
+        };
+        let (window, stopped) = match targets {
+            Ok(t) => stop::stop(self.engine, self.image, self.lease, &t).await,
+            Err(e) => (stop::Window::empty(self.image), Err(e)),
+        };
+        if let Err(e) = stopped {
+            for name in ready.drain(..) {
+                self.summary.failed(&name, &e, std::time::Instant::now());
+            }
+        }
+        window
+    }
+
+    async fn back_up(&mut self, ready: &[String]) {
+        for name in ready {
+            if self.interrupted() {
+                break;
+            }
+            let started = std::time::Instant::now();
+            let result = backup_one(
+                self.engine,
+                self.image,
+                self.lease,
+                name,
+                self.plan,
+                self.shutdown,
+            )
+            .await;
+            match result {
+                Ok(archive) => {
+                    if let Some(path) = archive.as_ref().filter(|_| self.plan.print_paths) {
+                        let mut out = io::stdout().lock();
+                        let _ = writeln!(out, "{}", path.display());
+                        let _ = out.flush();
+                    }
+                    let bytes = archive
+                        .as_ref()
+                        .and_then(|p| std::fs::metadata(p).ok())
+                        .map_or(0, |m| m.len());
+                    self.summary.volumes.push(VolumeResult {
+                        volume: name.clone(),
+                        archive,
+                        bytes,
+                        duration: started.elapsed(),
+                        error: None,
+                    });
+                }
+                Err(e) => {
+                    if self.interrupted() {
+                        break;
+                    }
+                    self.summary.failed(name, &e, started);
+                }
+            }
         }
     }
-    for name in &volumes {
-        if stop.is_some() {
-            break;
+
+    /// Starts the stopped containers again and records the stop window.
+    async fn restart(&mut self, window: stop::Window) {
+        if window.is_empty() {
+            return;
         }
-        if let Some(s) = shutdown.signal() {
-            stop = Some(s);
-            break;
-        }
-        let started = std::time::Instant::now();
-        match backup_one(&engine, &image, &lease, name, plan, shutdown).await {
-            Ok(archive) => {
-                if let Some(path) = archive.as_ref().filter(|_| plan.print_paths) {
-                    let mut out = io::stdout().lock();
-                    let _ = writeln!(out, "{}", path.display());
-                    let _ = out.flush();
-                }
-                let bytes = archive
-                    .as_ref()
-                    .and_then(|p| std::fs::metadata(p).ok())
-                    .map_or(0, |m| m.len());
-                summary.volumes.push(VolumeResult {
-                    volume: name.to_string(),
-                    archive,
-                    bytes,
-                    duration: started.elapsed(),
-                    error: None,
-                });
-            }
-            Err(e) => {
-                if let Some(s) = shutdown.signal() {
-                    stop = Some(s);
-                    break;
-                }
-                crate::report_error(&e);
-                summary.failed(name, &e, started);
-            }
-        }
-    }
-    if !window.is_empty() {
         let names = window.names().join(", ");
-        match window.restart(&engine, &lease.id).await {
+        match window.restart(self.engine).await {
             Ok(down) => {
-                summary.stop_window = Some(down);
+                self.summary.stop_window = Some(down);
                 tracing::info!(
                     containers = %names,
                     stop_window_seconds = down.as_secs_f64(),
                     "containers were stopped for {}",
                     humantime::format_duration(Duration::from_millis(down.as_millis() as u64))
-                )
+                );
             }
             Err(e) => {
-                summary.other_failures += 1;
+                self.summary.other_failures += 1;
                 crate::report_error(&e);
             }
         }
     }
-    drop(held);
 
-    // Post-backup hooks: for every volume whose backup was attempted, also
-    // when it failed (they often undo what the pre-backup hook did).
-    if stop.is_none() {
-        for name in &volumes {
-            if let Err(e) = run_hooks(&engine, name, hooks::LABEL_POST).await {
+    /// Post-backup hooks of every volume whose pre-backup hooks ran, also
+    /// when its backup failed or the run was interrupted: they often undo
+    /// what the pre-backup hook did. Bounded by their timeouts only.
+    async fn post_hooks(&mut self, hooked: &[String]) {
+        let never = Shutdown::never();
+        for name in hooked {
+            let started = std::time::Instant::now();
+            if let Err(e) = run_hooks(self.engine, name, hooks::LABEL_POST, &never).await {
                 let e = e.context(format!("volume {name}"));
-                crate::report_error(&e);
-                match summary.volumes.iter_mut().find(|v| v.volume == **name) {
-                    Some(v) => v.error = Some(format!("{e:#}")),
-                    None => summary.other_failures += 1,
-                }
+                self.summary.failed(name, &e, started);
             }
         }
     }
-    lease.end(&engine).await;
-    summary.interrupted = stop;
-    Ok(summary)
 }
 
 /// Runs the hooks under `label` of the containers that mount `volume`, in
 /// turn; the first failure ends it.
-async fn run_hooks(engine: &Engine, volume: &str, label: &'static str) -> Result<()> {
+async fn run_hooks(
+    engine: &Engine,
+    volume: &str,
+    label: &'static str,
+    shutdown: &Shutdown,
+) -> Result<()> {
     for hook in hooks::for_volume(engine, volume, label).await? {
-        hooks::run(engine, &hook).await?;
+        hooks::run(engine, &hook, shutdown).await?;
     }
     Ok(())
 }

@@ -82,7 +82,8 @@ pub async fn run(plan: Plan) -> Result<Exit> {
 
     let today = OffsetDateTime::now_utc().date();
     let mut notes = plan.ignores.apply(&mut findings, today);
-    if !plan.ignores.is_empty() {
+    // Only a whole-host check sees everything an entry could match.
+    if !plan.ignores.is_empty() && plan.volumes.is_empty() && plan.compose.is_empty() {
         notes.extend(plan.ignores.unused(&findings, today));
     }
     for note in &notes {

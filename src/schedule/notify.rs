@@ -52,18 +52,32 @@ pub fn host_name() -> String {
         .unwrap_or_else(|_| "?".to_owned())
 }
 
+/// The URL as logs show it: scheme and host only. Webhook URLs often carry
+/// their token in the path or the query.
+pub fn shown(url: &str) -> String {
+    match url.parse::<hyper::Uri>() {
+        Ok(uri) => format!(
+            "{}://{}/…",
+            uri.scheme_str().unwrap_or("?"),
+            uri.authority().map_or("?", |a| a.as_str())
+        ),
+        Err(_) => "(an invalid URL)".to_owned(),
+    }
+}
+
 /// POSTs `failure` to `url`; an error says why it did not arrive.
 pub async fn send(url: &str, failure: &Failure) -> Result<()> {
     let body = serde_json::to_vec(failure).context("cannot encode the notification")?;
+    let to = shown(url);
     tokio::time::timeout(TIMEOUT, post(url, body))
         .await
         .map_err(|_| {
             anyhow!(
-                "notification to {url}: no answer within {}s",
+                "notification to {to}: no answer within {}s",
                 TIMEOUT.as_secs()
             )
         })?
-        .with_context(|| format!("notification to {url}"))
+        .with_context(|| format!("notification to {to}"))
 }
 
 async fn post(url: &str, body: Vec<u8>) -> Result<()> {
@@ -106,6 +120,15 @@ async fn post(url: &str, body: Vec<u8>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_show_no_token() {
+        assert_eq!(
+            shown("https://hooks.example/services/T000/B000/XXXXSECRET?token=abc"),
+            "https://hooks.example/…"
+        );
+        assert_eq!(shown("http://127.0.0.1:9000/x"), "http://127.0.0.1:9000/…");
+    }
 
     #[test]
     fn urls() {

@@ -101,20 +101,9 @@ impl Outcome {
 
 /// Runs `job` for `slot`. Returns once the run is over or given up.
 pub async fn run(shared: Arc<Shared>, permits: Arc<Semaphore>, job: Arc<Job>, slot: DateTime<Utc>) {
-    let permit: OwnedSemaphorePermit = tokio::select! {
-        p = permits.acquire_owned() => match p {
-            Ok(p) => p,
-            Err(_) => return,
-        },
-        _ = shared.stop.wait() => {
-            tracing::info!(job = %job.name, "stopping: this run did not start");
-            return;
-        }
-    };
     let started = Instant::now();
     tracing::info!(job = %job.name, volumes = %job.describe_volumes(), "run started");
-    let outcome = attempt(&shared, &job, slot).await;
-    drop(permit);
+    let outcome = attempt(&shared, &permits, &job, slot).await;
     let took = started.elapsed();
     record(&shared.metrics, &job.name, &outcome);
 
@@ -218,7 +207,12 @@ fn record(metrics: &Metrics, job: &str, o: &Outcome) {
     });
 }
 
-async fn attempt(shared: &Shared, job: &Job, slot: DateTime<Utc>) -> Outcome {
+async fn attempt(
+    shared: &Shared,
+    permits: &Arc<Semaphore>,
+    job: &Job,
+    slot: DateTime<Utc>,
+) -> Outcome {
     let mut o = Outcome {
         volumes: job.volumes.clone(),
         ..Outcome::default()
@@ -246,6 +240,21 @@ async fn attempt(shared: &Shared, job: &Job, slot: DateTime<Utc>) -> Outcome {
     }
     let _held = tokio::select! {
         g = shared.locks.lock_all(&job.name, &o.volumes) => g,
+        _ = shared.stop.wait() => {
+            o.interrupted = true;
+            return o;
+        }
+    };
+    // A parallel slot only once the volumes are this run's: a run waiting
+    // for another's volume does not hold up unrelated jobs.
+    let _permit: OwnedSemaphorePermit = tokio::select! {
+        p = Arc::clone(permits).acquire_owned() => match p {
+            Ok(p) => p,
+            Err(_) => {
+                o.interrupted = true;
+                return o;
+            }
+        },
         _ = shared.stop.wait() => {
             o.interrupted = true;
             return o;
@@ -305,15 +314,19 @@ async fn backup_and_prune(
         .iter()
         .filter(|r| r.error.is_none() && r.archive.is_some())
     {
-        let pruned = crate::jobs::prune::prune_volume(
-            &job.to,
-            &engine.name,
-            &r.volume,
-            &job.policy,
+        // File system work (directory reads, fsync): off the async threads.
+        let (to, daemon, volume, policy, tz) = (
+            job.to.clone(),
+            engine.name.clone(),
+            r.volume.clone(),
+            job.policy,
             job.schedule.tz,
-            false,
-            false,
         );
+        let pruned = tokio::task::spawn_blocking(move || {
+            crate::jobs::prune::prune_volume(&to, &daemon, &volume, &policy, tz, false, false)
+        })
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the prune task failed: {e}")));
         match pruned {
             Ok(p) => {
                 tracing::info!(job = %job.name, volume = %r.volume, kept = p.kept, deleted = p.deleted, freed_bytes = p.freed_bytes, "pruned");

@@ -148,8 +148,14 @@ pub async fn serve(addr: SocketAddr, metrics: Metrics) -> Result<tokio::task::Jo
     tracing::info!(addr = %addr, "serving /healthz and /metrics");
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait instead of spinning.
+                    tracing::warn!(error = %e, "status server: cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
             };
             let metrics = metrics.clone();
             tokio::spawn(async move {
