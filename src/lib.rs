@@ -27,6 +27,9 @@ use error::{find_user_error, Exit};
 use jobs::{backup, keygen, list, restore, verify};
 use shutdown::Shutdown;
 
+/// Whether `--log-format json` is on: errors are then logged as JSON too.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Sets up logging to stderr: errors only with `-q`, info by default.
 ///
 /// bollard's debug log prints whole API responses, volume driver options
@@ -57,7 +60,10 @@ pub fn init_logging(cli: &Cli) {
         .with_ansi(ansi)
         .with_target(false);
     let layer = match cli.global.log_format {
-        LogFormat::Json => layer.json().boxed(),
+        LogFormat::Json => {
+            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            layer.json().boxed()
+        }
         LogFormat::Text => layer.without_time().boxed(),
     };
     let _ = tracing_subscriber::registry()
@@ -93,6 +99,16 @@ pub fn report_error(err: &anyhow::Error) {
     if is_closed_stdout(err) {
         return;
     }
+    let hint = find_user_error(err).and_then(|u| u.hint.as_deref());
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        // One JSON line like every other log line, hint included.
+        let error = check::secrets::scrub(&format!("{err:#}"));
+        match hint {
+            Some(hint) => tracing::error!(hint, "{error}"),
+            None => tracing::error!("{error}"),
+        }
+        return;
+    }
     let mut stderr = std::io::stderr().lock();
     // Engine messages are scrubbed where they are read; this catches any
     // other path that quotes a volume's mount options.
@@ -101,7 +117,7 @@ pub fn report_error(err: &anyhow::Error) {
         "volsafe: {}",
         check::secrets::scrub(&format!("{err:#}"))
     );
-    if let Some(hint) = find_user_error(err).and_then(|u| u.hint.as_deref()) {
+    if let Some(hint) = hint {
         let _ = writeln!(stderr, "  hint: {hint}");
     }
 }

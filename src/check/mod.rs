@@ -308,10 +308,6 @@ impl Finding {
         }
     }
 
-    /// Whether it concerns any of `volumes`.
-    pub fn concerns(&self, volumes: &[String]) -> bool {
-        self.volumes.iter().any(|v| volumes.contains(v))
-    }
 }
 
 #[cfg(test)]

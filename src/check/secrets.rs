@@ -1,8 +1,6 @@
 //! Credentials in volume driver options: spotting them, and hiding their
 //! values everywhere volsafe shows options (findings, logs, errors).
 
-use std::collections::BTreeMap;
-
 /// What a hidden value is shown as.
 pub const REDACTED: &str = "<redacted>";
 
@@ -98,14 +96,6 @@ pub fn scrub(text: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// Every option of a volume with credentials redacted.
-pub fn redact_all(options: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    options
-        .iter()
-        .map(|(k, v)| (k.clone(), redact(k, v)))
-        .collect()
 }
 
 #[cfg(test)]

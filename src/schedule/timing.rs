@@ -142,10 +142,6 @@ impl Timer {
         self.next
     }
 
-    pub fn schedule(&self) -> &Schedule {
-        &self.schedule
-    }
-
     /// Looks at the wall clock `now` and says whether a slot is due.
     pub fn poll(&mut self, now: DateTime<Utc>) -> Poll {
         if now < self.seen {
