@@ -168,6 +168,11 @@ pub struct BackupArgs {
     #[arg(long, conflicts_with_all = ["check_fail_on", "ignore"])]
     pub skip_check: bool,
 
+    /// Back up up to N volumes at once (they share one stop window).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: u32,
+
     /// How long to wait for another backup of the same volume to finish.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub lock_wait: u64,

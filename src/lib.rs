@@ -154,6 +154,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
                 progress,
                 stop_containers: a.stop_containers,
                 print_paths: true,
+                slots: std::sync::Arc::new(tokio::sync::Semaphore::new(a.parallel as usize)),
                 check: (!a.skip_check).then_some(backup::PreCheck {
                     ignores,
                     fail_on: a.check_fail_on,

@@ -57,6 +57,8 @@ pub struct Plan {
     /// Print each archive's path on stdout (the command does; the
     /// scheduler logs them instead).
     pub print_paths: bool,
+    /// How many volumes may be read at once; shared by the scheduler's jobs.
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The pre-backup security check's settings.
@@ -283,24 +285,28 @@ impl Job<'_> {
         window
     }
 
+    /// Backs up the volumes, as many at once as the plan's slots allow.
     async fn back_up(&mut self, ready: &[String]) {
-        for name in ready {
-            if self.interrupted() {
-                break;
-            }
-            let started = std::time::Instant::now();
-            let result = backup_one(
-                self.engine,
-                self.image,
-                self.lease,
-                name,
-                self.plan,
-                self.shutdown,
-            )
-            .await;
+        use futures_util::stream::{FuturesUnordered, StreamExt};
+        let (engine, image, lease, plan, shutdown) =
+            (self.engine, self.image, self.lease, self.plan, self.shutdown);
+        let mut running: FuturesUnordered<_> = ready
+            .iter()
+            .map(|name| async move {
+                let slot = plan.slots.acquire().await;
+                let started = std::time::Instant::now();
+                if shutdown.signal().is_some() || slot.is_err() {
+                    return (name, started, None);
+                }
+                let result = backup_one(engine, image, lease, name, plan, shutdown).await;
+                (name, started, Some(result))
+            })
+            .collect();
+        while let Some((name, started, result)) = running.next().await {
+            let Some(result) = result else { continue };
             match result {
                 Ok(archive) => {
-                    if let Some(path) = archive.as_ref().filter(|_| self.plan.print_paths) {
+                    if let Some(path) = archive.as_ref().filter(|_| plan.print_paths) {
                         let mut out = io::stdout().lock();
                         let _ = writeln!(out, "{}", path.display());
                         let _ = out.flush();
@@ -317,14 +323,12 @@ impl Job<'_> {
                         error: None,
                     });
                 }
-                Err(e) => {
-                    if self.interrupted() {
-                        break;
-                    }
-                    self.summary.failed(name, &e, started);
-                }
+                // Interrupted: the signal is the news, not each volume.
+                Err(_) if self.interrupted() => {}
+                Err(e) => self.summary.failed(name, &e, started),
             }
         }
+        self.interrupted();
     }
 
     /// Starts the stopped containers again and records the stop window.

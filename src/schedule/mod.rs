@@ -107,6 +107,22 @@ async fn sweep_leftovers() {
     }
 }
 
+/// Changes a semaphore's size from `old` to `new` permits. Shrinking takes
+/// the extra permits away as they come free.
+fn resize(semaphore: &Arc<Semaphore>, old: usize, new: usize) {
+    if new > old {
+        semaphore.add_permits(new - old);
+    } else if old > new {
+        let semaphore = Arc::clone(semaphore);
+        let fewer = u32::try_from(old - new).unwrap_or(u32::MAX);
+        tokio::spawn(async move {
+            if let Ok(permits) = semaphore.acquire_many(fewer).await {
+                permits.forget();
+            }
+        });
+    }
+}
+
 struct Scheduler {
     config: Config,
     jobs: BTreeMap<String, Arc<config::Job>>,
@@ -147,6 +163,7 @@ impl Scheduler {
             abort,
             host: notify::host_name(),
             helper_image,
+            slots: Arc::new(Semaphore::new(config.parallel)),
         });
         let now = Utc::now();
         let mut s = Scheduler {
@@ -181,8 +198,11 @@ impl Scheduler {
             jobs.insert(job.name.clone(), Arc::new(job.clone()));
         }
         if config.parallel != self.config.parallel {
-            // Runs already going keep their old permits.
-            self.permits = Arc::new(Semaphore::new(config.parallel));
+            // The same semaphores, resized: runs going and runs waiting
+            // count against one limit, never the old and the new together.
+            for semaphore in [&self.permits, &self.shared.slots] {
+                resize(semaphore, self.config.parallel, config.parallel);
+            }
         }
         let names: BTreeSet<String> = jobs.keys().cloned().collect();
         self.shared.metrics.retain(&names);

@@ -38,6 +38,8 @@ pub struct Shared {
     pub host: String,
     /// `--helper-image`, as for one-shot commands.
     pub helper_image: Option<String>,
+    /// Volumes read at once, across all jobs (`parallel`).
+    pub slots: Arc<Semaphore>,
 }
 
 /// In-process exclusion per volume, held for a whole run.
@@ -283,6 +285,7 @@ async fn backup_and_prune(
         lock_wait: job.lock_wait,
         helper_image: shared.helper_image.clone(),
         print_paths: false,
+        slots: Arc::clone(&shared.slots),
         progress: crate::progress::Mode::Off,
         stop_containers: job.stop_containers,
         check: job.check.as_ref().map(|c| backup::PreCheck {

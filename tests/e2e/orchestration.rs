@@ -328,3 +328,59 @@ fn sigterm_mid_stream_starts_the_containers_again() {
     );
     assert_no_leftovers(volume.name());
 }
+
+/// `--parallel 2`: three volumes, every archive committed, the paths on
+/// stdout, one stop window for a container that mounts two of them.
+#[test]
+fn parallel_volumes_share_one_stop_window() {
+    let a = Volume::new("par-a");
+    let b = Volume::new("par-b");
+    let c = Volume::new("par-c");
+    for v in [&a, &b, &c] {
+        fill(v, &fixtures::random_file(2));
+    }
+    let name = unique_name("svc2");
+    let (ma, mb) = (format!("{}:/a", a.name()), format!("{}:/b", b.name()));
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "-v",
+        &ma,
+        "-v",
+        &mb,
+        test_image(),
+        "sleep",
+        "3600",
+    ]);
+    let before = started_at(&name);
+    let dest = tempfile::tempdir().unwrap();
+    let run = volsafe(&[
+        "backup",
+        a.name(),
+        b.name(),
+        c.name(),
+        "--to",
+        path_str(dest.path()),
+        "--no-encryption",
+        "--parallel",
+        "2",
+        "--stop-containers",
+    ]);
+    run.assert_ok();
+    assert_eq!(run.stdout_lines().len(), 3, "{run}");
+    for v in [&a, &b, &c] {
+        assert!(run.stdout.contains(&format!("/{}/", v.name())), "{run}");
+    }
+    assert!(is_running(&name));
+    assert_ne!(started_at(&name), before);
+    assert_eq!(
+        run.stderr.matches("containers were stopped for").count(),
+        1,
+        "{run}"
+    );
+    docker(&["rm", "-f", &name]);
+}
