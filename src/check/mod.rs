@@ -307,7 +307,6 @@ impl Finding {
             suppressed: None,
         }
     }
-
 }
 
 #[cfg(test)]

@@ -288,8 +288,13 @@ impl Job<'_> {
     /// Backs up the volumes, as many at once as the plan's slots allow.
     async fn back_up(&mut self, ready: &[String]) {
         use futures_util::stream::{FuturesUnordered, StreamExt};
-        let (engine, image, lease, plan, shutdown) =
-            (self.engine, self.image, self.lease, self.plan, self.shutdown);
+        let (engine, image, lease, plan, shutdown) = (
+            self.engine,
+            self.image,
+            self.lease,
+            self.plan,
+            self.shutdown,
+        );
         let mut running: FuturesUnordered<_> = ready
             .iter()
             .map(|name| async move {
