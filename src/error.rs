@@ -110,6 +110,21 @@ pub fn interrupted(signal: Signal) -> anyhow::Error {
     UserError::new(Kind::Interrupted(signal), format!("interrupted by {name}")).into()
 }
 
+/// The 1-based line of byte `offset` in `text`.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// A TOML file that does not parse, as a usage error: `what` names the
+/// file (`ignore file F`), then the line when the parser knows it.
+pub fn toml_syntax(what: &str, text: &str, e: &toml::de::Error, hint: &str) -> anyhow::Error {
+    let at = match e.span() {
+        Some(span) => format!(", line {}", line_of(text, span.start)),
+        None => String::new(),
+    };
+    usage(format!("{what}{at}: {}", e.message().trim_end()), hint)
+}
+
 /// Finds the first [`UserError`] in an error's chain.
 pub fn find_user_error(err: &anyhow::Error) -> Option<&UserError> {
     err.chain().find_map(|e| e.downcast_ref::<UserError>())

@@ -81,17 +81,9 @@ pub fn load(path: &Path) -> Result<Ignores> {
 
 /// Parses the text of an ignore file named `file`.
 fn parse(file: &str, text: &str) -> Result<Ignores> {
-    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let at = match e.span() {
-            Some(span) => format!(", line {}", line_of(span.start)),
-            None => String::new(),
-        };
-        usage(
-            format!("ignore file {file}{at}: {}", e.message().trim_end()),
-            HINT,
-        )
-    })?;
+    let line_of = |offset: usize| crate::error::line_of(text, offset);
+    let raw: RawFile = toml::from_str(text)
+        .map_err(|e| crate::error::toml_syntax(&format!("ignore file {file}"), text, &e, HINT))?;
     let err = |span: std::ops::Range<usize>, what: String, hint: &str| {
         usage(
             format!("ignore file {file}, line {}: {what}", line_of(span.start)),

@@ -180,6 +180,11 @@ fn errors_of(o: &Outcome) -> Vec<notify::VolumeError> {
 fn record(metrics: &Metrics, job: &str, o: &Outcome) {
     let now = Utc::now().timestamp_millis() as f64 / 1000.0;
     metrics.update(job, |stats| {
+        // Volumes a label selector no longer picks leave the metrics, so
+        // they stay as large as the job is.
+        if !o.volumes.is_empty() {
+            stats.volumes.retain(|name, _| o.volumes.contains(name));
+        }
         if let Some(w) = o.stop_window {
             stats.stop_window = w.as_secs_f64();
         } else if !o.interrupted {
@@ -425,6 +430,38 @@ async fn resolve(engine: &Engine, job: &Job) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn done(volumes: &[&str]) -> Outcome {
+        Outcome {
+            volumes: volumes.iter().map(|v| v.to_string()).collect(),
+            results: volumes
+                .iter()
+                .map(|v| VolumeResult {
+                    volume: v.to_string(),
+                    archive: None,
+                    bytes: 1,
+                    duration: Duration::from_secs(1),
+                    error: None,
+                })
+                .collect(),
+            ..Outcome::default()
+        }
+    }
+
+    /// A volume a selector no longer picks leaves the metrics.
+    #[test]
+    fn metrics_follow_the_selected_volumes() {
+        let metrics = Metrics::default();
+        record(&metrics, "j", &done(&["old", "kept"]));
+        assert!(metrics.render().contains("volume=\"old\""));
+        record(&metrics, "j", &done(&["kept", "new"]));
+        let text = metrics.render();
+        assert!(!text.contains("volume=\"old\""), "{text}");
+        assert!(
+            text.contains("volume=\"kept\"") && text.contains("volume=\"new\""),
+            "{text}"
+        );
+    }
 
     #[tokio::test]
     async fn jobs_sharing_a_volume_wait_for_each_other() {

@@ -212,16 +212,9 @@ pub fn load(path: &Path) -> Result<Config> {
 /// Checks the text of the config file named `path`.
 pub fn parse(path: &Path, text: &str) -> Result<Config> {
     let file = path.display().to_string();
-    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let line_of = |offset: usize| crate::error::line_of(text, offset);
     let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let at = match e.span() {
-            Some(span) => format!(", line {}", line_of(span.start)),
-            None => String::new(),
-        };
-        usage(
-            format!("schedule config {file}{at}: {}", e.message().trim_end()),
-            HINT,
-        )
+        crate::error::toml_syntax(&format!("schedule config {file}"), text, &e, HINT)
     })?;
     let err = |span: Range<usize>, what: String, hint: &str| {
         usage(
