@@ -96,6 +96,9 @@ pub enum Command {
     Prune(PruneArgs),
     /// Run backups on a schedule from a config file, until stopped.
     Schedule(ScheduleArgs),
+    /// Prove that the newest backups restore: restore each into a scratch
+    /// volume and compare every entry with the archive's manifest.
+    Drill(DrillArgs),
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +231,47 @@ pub struct RestoreArgs {
     /// With a DIR, pick archives of this daemon (default: the local one).
     #[arg(long, value_name = "NAME")]
     pub daemon: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// Backup directory.
+    #[arg(value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub dir: PathBuf,
+
+    /// Drill this volume (repeatable; default: every volume of the daemon
+    /// with committed archives in DIR).
+    #[arg(long = "volume", value_name = "NAME")]
+    pub volumes: Vec<String>,
+
+    /// Archives of this daemon (default: the one volsafe talks to).
+    #[arg(long, value_name = "NAME")]
+    pub daemon: Option<String>,
+
+    /// Identity file to decrypt with. Repeatable.
+    #[arg(short = 'i', long = "identity", value_name = "IDENTITY", value_hint = ValueHint::FilePath)]
+    pub identities: Vec<PathBuf>,
+
+    /// Decrypt with the passphrase in FILE (first line).
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// Also read the live volume (read-only) and list what changed since
+    /// the backup; information, never a failure.
+    #[arg(long)]
+    pub compare_live: bool,
+
+    /// Keep the scratch volumes (named in the report) for inspection.
+    #[arg(long)]
+    pub keep_scratch: bool,
+
+    /// Fail a volume whose newest archive is older than this (e.g. 26h, 7d).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub max_age: Option<std::time::Duration>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Args)]

@@ -24,7 +24,7 @@ use anyhow::Result;
 
 use cli::{Cli, Command, LogFormat};
 use error::{find_user_error, Exit};
-use jobs::{backup, keygen, list, restore, verify};
+use jobs::{backup, drill, keygen, list, restore, verify};
 use shutdown::Shutdown;
 
 /// Whether `--log-format json` is on: errors are then logged as JSON too.
@@ -226,6 +226,24 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> Result<Exit> {
         }
         Command::Prune(a) => jobs::prune::run(a).await,
         Command::Schedule(a) => schedule::run(a, g.helper_image.clone(), shutdown).await,
+        Command::Drill(a) => {
+            let plan = drill::Plan {
+                dir: a.dir,
+                volumes: a.volumes,
+                daemon: a.daemon,
+                keys: restore::Keys {
+                    identity_files: a.identities,
+                    passphrase_file: a.passphrase_file,
+                    inline: None,
+                },
+                compare_live: a.compare_live,
+                keep_scratch: a.keep_scratch,
+                max_age: a.max_age,
+                helper_image: g.helper_image.clone(),
+                progress,
+            };
+            drill::run(plan, a.format, shutdown).await
+        }
         Command::List(a) => list::run(list::Plan {
             dir: a.dir,
             volume: a.volume,

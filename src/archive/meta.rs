@@ -30,7 +30,7 @@ pub const MAX_META_FRAME: u32 = 16 << 20;
 pub enum FrameKind {
     Header = 1,
     Trailer = 2,
-    /// Reserved: a chunk of the per-entry manifest (not written by v1).
+    /// A chunk of the per-entry manifest ([`super::manifest`]).
     Manifest = 3,
 }
 
@@ -62,6 +62,10 @@ pub struct Trailer {
     pub tar_sha256: String,
     /// Sum of the sizes of regular files.
     pub data_bytes: u64,
+    /// The per-entry manifest's totals; absent in archives made before
+    /// volsafe wrote one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<super::manifest::Totals>,
 }
 
 /// Writes one volsafe frame.

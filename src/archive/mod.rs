@@ -4,6 +4,7 @@
 
 pub mod crypto;
 pub mod digest;
+pub mod manifest;
 pub mod meta;
 pub mod names;
 pub mod reader;

@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::crypto::{decrypt_error, Decryption};
+use super::manifest::{self, Record};
 use super::meta::{self, FrameKind, Header, Skippable, Trailer};
 use super::tarstream::{Entry, EntryKind, TarError, TarReader};
 use crate::error::{failed, integrity};
@@ -102,6 +103,21 @@ pub struct ArchiveReader {
     hasher: Sha256,
     tar_bytes: u64,
     encrypted: bool,
+    manifest: ManifestSeen,
+}
+
+/// The manifest frames met so far: their count and digest, checked against
+/// the trailer's.
+struct ManifestSeen {
+    frames: u64,
+    hasher: blake3::Hasher,
+}
+
+impl ManifestSeen {
+    fn add(&mut self, json: &[u8]) {
+        self.frames += 1;
+        self.hasher.update(json);
+    }
 }
 
 impl ArchiveReader {
@@ -139,6 +155,10 @@ impl ArchiveReader {
             hasher: Sha256::new(),
             tar_bytes: 0,
             encrypted,
+            manifest: ManifestSeen {
+                frames: 0,
+                hasher: blake3::Hasher::new(),
+            },
         };
         reader.read_leading_frames(source)?;
         Ok(reader)
@@ -211,8 +231,116 @@ impl ArchiveReader {
             sha256: hex::encode(self.hasher.finalize()),
             header: self.header,
             trailer: self.trailer,
+            manifest_frames: self.manifest.frames,
+            manifest_blake3: self.manifest.hasher.finalize().to_hex().to_string(),
         })
     }
+
+    /// Reads on to the next chunk of the per-entry manifest, stepping over
+    /// data frames block by block without decompressing them. `None` at the
+    /// end, after the manifest was checked against the trailer. For a
+    /// reader that has not handed out tar bytes.
+    pub fn next_manifest(&mut self) -> io::Result<Option<Vec<Record>>> {
+        let State::Between(input) = &mut self.state else {
+            return match self.state {
+                State::Done => Ok(None),
+                _ => Err(io::Error::other("the manifest is read before the tar")),
+            };
+        };
+        loop {
+            match input.magic()? {
+                None => {
+                    self.state = State::Done;
+                    self.check_manifest()?;
+                    return Ok(None);
+                }
+                Some(m) if m == meta::ZSTD_MAGIC => skip_zstd_frame(input)?,
+                Some(m) if meta::is_skippable(m) => {
+                    let Skippable::Volsafe { kind, json } = meta::read_skippable(input)? else {
+                        continue;
+                    };
+                    if kind == FrameKind::Trailer as u8 {
+                        self.trailer = Some(parse_trailer(&json)?);
+                    } else if kind == FrameKind::Manifest as u8 {
+                        self.manifest.add(&json);
+                        let chunk: manifest::Chunk = serde_json::from_slice(&json)
+                            .map_err(|e| invalid(format!("unreadable manifest frame: {e}")))?;
+                        return Ok(Some(chunk.entries));
+                    }
+                }
+                Some(_) => {
+                    return Err(invalid("unexpected bytes between frames (damaged archive)"))
+                }
+            }
+        }
+    }
+
+    /// The manifest frames read must be the ones the trailer describes.
+    fn check_manifest(&mut self) -> io::Result<()> {
+        let Some(expected) = self.trailer.as_ref().and_then(|t| t.manifest.as_ref()) else {
+            return Ok(());
+        };
+        let digest = self.manifest.hasher.finalize().to_hex().to_string();
+        if expected.frames != self.manifest.frames || expected.blake3 != digest {
+            return Err(invalid(
+                "the manifest frames differ from what the trailer records (damaged archive)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(message: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.into())
+}
+
+fn parse_trailer(json: &[u8]) -> io::Result<Trailer> {
+    serde_json::from_slice(json).map_err(|e| invalid(format!("unreadable trailer: {e}")))
+}
+
+/// Steps over one zstd frame (its magic already read) by its block headers.
+fn skip_zstd_frame(input: &mut Input) -> io::Result<()> {
+    fn skip(input: &mut Input, n: u64) -> io::Result<()> {
+        let got = io::copy(&mut input.take(n), &mut io::sink())?;
+        if got == n {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::UnexpectedEof.into())
+        }
+    }
+    let mut descriptor = [0u8; 1];
+    input.read_exact(&mut descriptor)?;
+    let d = descriptor[0];
+    let single_segment = d & 0x20 != 0;
+    let checksum = d & 0x04 != 0;
+    let window = u64::from(!single_segment);
+    let dict_id = [0, 1, 2, 4][usize::from(d & 0x03)];
+    let content_size = match d >> 6 {
+        0 => u64::from(single_segment),
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    skip(input, window + dict_id + content_size)?;
+    loop {
+        let mut header = [0u8; 3];
+        input.read_exact(&mut header)?;
+        let h = u32::from(header[0]) | u32::from(header[1]) << 8 | u32::from(header[2]) << 16;
+        let last = h & 1 != 0;
+        let size = u64::from(h >> 3);
+        match (h >> 1) & 3 {
+            0 | 2 => skip(input, size)?,
+            1 => skip(input, 1)?,
+            _ => return Err(invalid("reserved zstd block type (damaged archive)")),
+        }
+        if last {
+            break;
+        }
+    }
+    if checksum {
+        skip(input, 4)?;
+    }
+    Ok(())
 }
 
 impl Read for ArchiveReader {
@@ -244,13 +372,9 @@ impl Read for ArchiveReader {
                         if let Skippable::Volsafe { kind, json } = meta::read_skippable(&mut input)?
                         {
                             if kind == FrameKind::Trailer as u8 {
-                                let t = serde_json::from_slice(&json).map_err(|e| {
-                                    io::Error::new(
-                                        io::ErrorKind::InvalidData,
-                                        format!("unreadable trailer: {e}"),
-                                    )
-                                })?;
-                                self.trailer = Some(t);
+                                self.trailer = Some(parse_trailer(&json)?);
+                            } else if kind == FrameKind::Manifest as u8 {
+                                self.manifest.add(&json);
                             }
                         }
                         self.state = State::Between(input);
@@ -331,6 +455,8 @@ pub struct TarTotals {
     pub sha256: String,
     pub header: Option<Header>,
     pub trailer: Option<Trailer>,
+    pub manifest_frames: u64,
+    pub manifest_blake3: String,
 }
 
 /// What a full read of an archive found.
@@ -342,6 +468,8 @@ pub struct Summary {
     pub data_bytes: u64,
     pub tar_bytes: u64,
     pub tar_sha256: String,
+    pub manifest_frames: u64,
+    pub manifest_blake3: String,
 }
 
 /// An entry's data, as a `Read`.
@@ -381,6 +509,8 @@ where
         data_bytes,
         tar_bytes: totals.bytes,
         tar_sha256: totals.sha256,
+        manifest_frames: totals.manifest_frames,
+        manifest_blake3: totals.manifest_blake3,
     };
     check_trailer(&summary, volsafe)?;
     Ok(summary)
@@ -414,6 +544,11 @@ fn check_trailer(s: &Summary, volsafe: bool) -> Result<()> {
     }
     if t.tar_sha256 != s.tar_sha256 {
         wrong.push("the tar digest differs from the trailer's".to_owned());
+    }
+    if let Some(m) = &t.manifest {
+        if m.frames != s.manifest_frames || m.blake3 != s.manifest_blake3 {
+            wrong.push("the manifest frames differ from the trailer's record".to_owned());
+        }
     }
     if wrong.is_empty() {
         Ok(())

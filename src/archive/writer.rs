@@ -9,7 +9,10 @@ use std::io::{self, Read, Write};
 
 use anyhow::{Context, Result};
 
+use zstd::stream::raw::{self, InBuffer, Operation, OutBuffer};
+
 use super::digest::DigestWriter;
+use super::manifest::{self, Hashing, Record};
 use super::meta::{self, FrameKind, Header, Trailer};
 use super::tarstream::{Entry, EntryKind, TarWriter};
 
@@ -47,6 +50,91 @@ impl<W: Write> Sink<W> {
 /// Bytes of input per zstd worker job.
 const JOB_SIZE: u32 = 2 << 20;
 
+/// zstd's compressed output is collected in a buffer this size before it
+/// goes on to age and the file.
+const OUT_BUF: usize = 256 * 1024;
+
+/// A zstd encoder that can end its frame and start another, so metadata
+/// frames can sit between data frames. Parameters (level, workers, checksum)
+/// carry over from frame to frame.
+struct FrameEncoder<W: Write> {
+    out: W,
+    zstd: raw::Encoder<'static>,
+    buf: Vec<u8>,
+    /// Data went in since the frame began (an empty frame is never written).
+    open: bool,
+}
+
+impl<W: Write> FrameEncoder<W> {
+    fn new(out: W, level: i32, threads: u32) -> io::Result<Self> {
+        let mut zstd = raw::Encoder::new(level)?;
+        zstd.set_parameter(raw::CParameter::ChecksumFlag(true))?;
+        if threads > 0 {
+            zstd.set_parameter(raw::CParameter::NbWorkers(threads))?;
+            // zstd's default job is 4 windows; each worker holds an input and
+            // an output buffer per job. Smaller jobs keep peak memory well
+            // under 64 MiB at the default level with no loss of speed here.
+            zstd.set_parameter(raw::CParameter::JobSize(JOB_SIZE))?;
+        }
+        Ok(FrameEncoder {
+            out,
+            zstd,
+            buf: vec![0; OUT_BUF],
+            open: false,
+        })
+    }
+
+    /// Ends the current data frame, if one is open.
+    fn end_frame(&mut self) -> io::Result<()> {
+        if !self.open {
+            return Ok(());
+        }
+        loop {
+            let mut output = OutBuffer::around(&mut self.buf[..]);
+            let left = self.zstd.finish(&mut output, false)?;
+            let n = output.pos();
+            self.out.write_all(&self.buf[..n])?;
+            if left == 0 {
+                break;
+            }
+        }
+        self.zstd.reinit()?;
+        self.open = false;
+        Ok(())
+    }
+
+    fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        self.end_frame()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for FrameEncoder<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        self.open = true;
+        let mut input = InBuffer::around(data);
+        while input.pos() < data.len() {
+            let mut output = OutBuffer::around(&mut self.buf[..]);
+            self.zstd.run(&mut input, &mut output)?;
+            let n = output.pos();
+            self.out.write_all(&self.buf[..n])?;
+        }
+        Ok(data.len())
+    }
+
+    /// Flushes what zstd already handed out; never forces a block end.
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// What a finished archive looks like from outside and inside.
 pub struct Written<W> {
     pub inner: W,
@@ -79,8 +167,9 @@ impl<W> Written<W> {
 
 /// A streaming archive writer.
 pub struct ArchiveWriter<W: Write> {
-    tar: TarWriter<DigestWriter<zstd::stream::write::Encoder<'static, Sink<W>>>>,
+    tar: TarWriter<DigestWriter<FrameEncoder<Sink<W>>>>,
     data_bytes: u64,
+    manifest: manifest::Builder,
 }
 
 impl<W: Write> ArchiveWriter<W> {
@@ -101,26 +190,45 @@ impl<W: Write> ArchiveWriter<W> {
         };
         let json = serde_json::to_vec(header)?;
         meta::write_frame(&mut sink, FrameKind::Header, &json)?;
-        let mut zstd = zstd::stream::write::Encoder::new(sink, level)?;
-        zstd.include_checksum(true)?;
-        if threads > 0 {
-            zstd.multithread(threads)?;
-            // zstd's default job is 4 windows; each worker holds an input and
-            // an output buffer per job. Smaller jobs keep peak memory well
-            // under 64 MiB at the default level with no loss of speed here.
-            zstd.set_parameter(zstd::stream::raw::CParameter::JobSize(JOB_SIZE))?;
-        }
+        let zstd = FrameEncoder::new(sink, level, threads)?;
         Ok(ArchiveWriter {
             tar: TarWriter::new(DigestWriter::new(zstd)),
             data_bytes: 0,
+            manifest: manifest::Builder::default(),
         })
     }
 
-    /// Appends one entry and, for a regular file, exactly `entry.size` bytes of `data`.
+    /// Appends one entry and, for a regular file, exactly `entry.size` bytes
+    /// of `data`, and records it in the manifest.
     pub fn append<D: Read>(&mut self, entry: &Entry, data: &mut D) -> io::Result<()> {
-        self.tar.append(entry, data)?;
-        if entry.kind == EntryKind::File {
+        let digest = if entry.kind == EntryKind::File {
+            let mut hasher = blake3::Hasher::new();
+            let mut hashing = Hashing {
+                inner: data,
+                hasher: &mut hasher,
+            };
+            self.tar.append(entry, &mut hashing)?;
             self.data_bytes += entry.size;
+            Some(hasher.finalize())
+        } else {
+            self.tar.append(entry, data)?;
+            None
+        };
+        self.manifest.push(&Record::of(entry, digest))?;
+        if self.manifest.full() {
+            // The records describe entries whose bytes are all in zstd by
+            // now: end the data frame so the manifest frame follows them.
+            let zstd = self.tar.get_mut().get_mut();
+            zstd.end_frame()?;
+            self.write_manifest()?;
+        }
+        Ok(())
+    }
+
+    fn write_manifest(&mut self) -> io::Result<()> {
+        if let Some(json) = self.manifest.take() {
+            let sink = self.tar.get_mut().get_mut().get_mut();
+            meta::write_frame(sink, FrameKind::Manifest, &json)?;
         }
         Ok(())
     }
@@ -138,14 +246,19 @@ impl<W: Write> ArchiveWriter<W> {
     /// The caller still has to flush and sync `inner`.
     pub fn finish(self) -> Result<Written<W>> {
         let entries = self.tar.entries_written();
+        let mut manifest = self.manifest;
         let digest = self.tar.finish()?;
         let (zstd, tar_bytes, tar_sha256) = digest.finish();
         let mut sink = zstd.finish()?;
+        if let Some(json) = manifest.take() {
+            meta::write_frame(&mut sink, FrameKind::Manifest, &json)?;
+        }
         let trailer = Trailer {
             entries,
             tar_bytes,
             tar_sha256,
             data_bytes: self.data_bytes,
+            manifest: Some(manifest.totals()),
         };
         meta::write_frame(
             &mut sink,

@@ -314,6 +314,36 @@ pub async fn sweep(engine: &Engine, me: &str) -> Result<()> {
             remove_container(engine, &id).await;
         }
     }
+    sweep_scratch(engine, me).await
+}
+
+/// Removes the scratch volumes of drills whose run is gone (after their
+/// helpers, which the sweep of containers removed first).
+async fn sweep_scratch(engine: &Engine, me: &str) -> Result<()> {
+    let filter = format!("{LABEL_ROLE}={}", crate::jobs::drill::ROLE_DRILL);
+    let opts = bollard::query_parameters::ListVolumesOptions {
+        filters: Some(HashMap::from([("label".to_owned(), vec![filter])])),
+    };
+    let volumes = engine
+        .docker
+        .list_volumes(Some(opts))
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", message_of(&e)))
+        .context("cannot list volsafe's scratch volumes")?
+        .volumes
+        .unwrap_or_default();
+    for v in volumes {
+        let Some(owner) = v.labels.get(LABEL_OWNER) else {
+            continue;
+        };
+        if owner == me || alive(engine, owner).await.unwrap_or(true) {
+            continue;
+        }
+        tracing::info!(volume = %v.name, "removing the scratch volume of a drill that is gone");
+        if let Err(e) = super::volume::remove(engine, &v.name).await {
+            tracing::warn!(volume = %v.name, error = %format!("{e:#}"), "cannot remove a leftover scratch volume");
+        }
+    }
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod bridge;
 pub mod check;
+pub mod drill;
 pub mod keygen;
 pub mod list;
 pub mod prune;

@@ -11,6 +11,7 @@ mod fixtures;
 
 mod changing;
 mod check;
+mod drill;
 mod encryption;
 mod errors;
 mod harness;

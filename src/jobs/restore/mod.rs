@@ -9,7 +9,7 @@
 //! held throughout, so no backup reads a half-restored volume.
 
 mod rollback;
-mod stream;
+pub(crate) mod stream;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -175,13 +175,14 @@ fn as_failure(e: anyhow::Error) -> anyhow::Error {
     err.into()
 }
 
-struct Ctx<'a> {
-    engine: &'a Engine,
-    image: &'a str,
-    lease: &'a Lease,
-    plan: &'a Plan,
-    archive: &'a Path,
-    label: &'a str,
+/// What the steps of a restore share. A drill builds one too.
+pub(crate) struct Ctx<'a> {
+    pub engine: &'a Engine,
+    pub image: &'a str,
+    pub lease: &'a Lease,
+    pub plan: &'a Plan,
+    pub archive: &'a Path,
+    pub label: &'a str,
 }
 
 /// Finds the archive to read; stdin is spooled to a private temporary file.

@@ -172,7 +172,7 @@ fn import_test_image() {
 
 /// Force-removes every container that references `volume` or carries
 /// volsafe's label for it (helpers, locks, leases).
-fn remove_containers_of(volume: &str) {
+pub fn remove_containers_of(volume: &str) {
     let by_volume = format!("volume={volume}");
     let by_label = format!("label=io.volsafe.volume={volume}");
     let mut ids = Vec::new();

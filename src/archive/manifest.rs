@@ -1,0 +1,299 @@
+//! The per-entry manifest: what every entry of an archive was when it was
+//! backed up (path, type, owner, mode, size, mtime, link target, device
+//! numbers, BLAKE3 of the content), so a drill can prove that a restored
+//! volume holds exactly that.
+//!
+//! The writer keeps at most one chunk of records in memory and hands it out
+//! as a kind-3 frame once it reaches [`CHUNK_BYTES`] of JSON; the reader
+//! gets one chunk at a time. Memory stays bounded however many entries.
+
+use std::io::{self, Read};
+
+use serde::{Deserialize, Serialize};
+
+use super::tarstream::{Entry, EntryKind};
+
+/// A chunk is closed once its JSON reaches this size.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// A name or link target: text when it is UTF-8, hex bytes otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Name {
+    Text(String),
+    Bytes { hex: String },
+}
+
+impl Name {
+    pub fn from_bytes(raw: &[u8]) -> Name {
+        match std::str::from_utf8(raw) {
+            Ok(s) => Name::Text(s.to_owned()),
+            Err(_) => Name::Bytes {
+                hex: hex::encode(raw),
+            },
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Name::Text(s) => s.as_bytes().to_vec(),
+            Name::Bytes { hex } => hex::decode(hex).unwrap_or_else(|_| hex.as_bytes().to_vec()),
+        }
+    }
+
+    /// For messages.
+    pub fn lossy(&self) -> String {
+        String::from_utf8_lossy(&self.to_bytes()).into_owned()
+    }
+}
+
+/// One entry as it was backed up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub path: Name,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub uid: u64,
+    pub gid: u64,
+    pub mode: u32,
+    #[serde(default)]
+    pub size: u64,
+    pub mtime: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Name>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<[u32; 2]>,
+    /// BLAKE3 of a regular file's content, lower-case hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+}
+
+pub fn kind_name(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::File => "file",
+        EntryKind::Dir => "dir",
+        EntryKind::Symlink => "symlink",
+        EntryKind::HardLink => "hardlink",
+        EntryKind::Fifo => "fifo",
+        EntryKind::CharDevice => "char",
+        EntryKind::BlockDevice => "block",
+    }
+}
+
+impl Record {
+    /// The record of `entry`; `digest` is the content's BLAKE3 for a file.
+    pub fn of(entry: &Entry, digest: Option<blake3::Hash>) -> Record {
+        let device = matches!(entry.kind, EntryKind::CharDevice | EntryKind::BlockDevice);
+        Record {
+            path: Name::from_bytes(&entry.path),
+            kind: kind_name(entry.kind).to_owned(),
+            uid: entry.uid,
+            gid: entry.gid,
+            mode: entry.mode,
+            size: entry.size,
+            mtime: entry.mtime,
+            link: entry.link.as_deref().map(Name::from_bytes),
+            dev: device.then_some([entry.dev_major, entry.dev_minor]),
+            blake3: digest.map(|h| h.to_hex().to_string()),
+        }
+    }
+
+    /// What differs between the record of the backup (`self`) and `other`,
+    /// as short phrases; empty when they are the same.
+    pub fn differences(&self, other: &Record) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.kind != other.kind {
+            out.push(format!("type {} -> {}", self.kind, other.kind));
+            return out;
+        }
+        if (self.uid, self.gid) != (other.uid, other.gid) {
+            out.push(format!(
+                "owner {}:{} -> {}:{}",
+                self.uid, self.gid, other.uid, other.gid
+            ));
+        }
+        if self.mode != other.mode {
+            out.push(format!("mode {:04o} -> {:04o}", self.mode, other.mode));
+        }
+        if self.size != other.size {
+            out.push(format!("size {} -> {}", self.size, other.size));
+        }
+        if self.blake3 != other.blake3 && self.size == other.size {
+            out.push("content".to_owned());
+        }
+        if self.mtime != other.mtime {
+            out.push(format!("mtime {} -> {}", self.mtime, other.mtime));
+        }
+        if self.link != other.link {
+            let show = |l: &Option<Name>| l.as_ref().map(Name::lossy).unwrap_or_default();
+            out.push(format!(
+                "link {:?} -> {:?}",
+                show(&self.link),
+                show(&other.link)
+            ));
+        }
+        if self.dev != other.dev {
+            out.push("device numbers".to_owned());
+        }
+        out
+    }
+}
+
+/// One kind-3 frame's JSON.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Chunk {
+    pub entries: Vec<Record>,
+}
+
+/// What the trailer says about the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Records in all kind-3 frames; equals the trailer's `entries`.
+    pub entries: u64,
+    pub frames: u64,
+    /// BLAKE3 of the kind-3 frames' JSON, concatenated in order.
+    pub blake3: String,
+}
+
+/// Builds chunks of JSON records, one at a time.
+pub struct Builder {
+    json: Vec<u8>,
+    in_chunk: u64,
+    entries: u64,
+    frames: u64,
+    hasher: blake3::Hasher,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            json: Vec::with_capacity(CHUNK_BYTES + 4096),
+            in_chunk: 0,
+            entries: 0,
+            frames: 0,
+            hasher: blake3::Hasher::new(),
+        }
+    }
+}
+
+impl Builder {
+    pub fn push(&mut self, record: &Record) -> io::Result<()> {
+        self.json.extend_from_slice(if self.in_chunk == 0 {
+            b"{\"entries\":["
+        } else {
+            b","
+        });
+        serde_json::to_writer(&mut self.json, record).map_err(io::Error::other)?;
+        self.in_chunk += 1;
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Whether the open chunk is big enough to be written.
+    pub fn full(&self) -> bool {
+        self.json.len() >= CHUNK_BYTES
+    }
+
+    /// Closes the open chunk and returns its JSON; `None` when it is empty.
+    pub fn take(&mut self) -> Option<Vec<u8>> {
+        if self.in_chunk == 0 {
+            return None;
+        }
+        self.json.extend_from_slice(b"]}");
+        self.hasher.update(&self.json);
+        self.in_chunk = 0;
+        self.frames += 1;
+        let next = Vec::with_capacity(CHUNK_BYTES + 4096);
+        Some(std::mem::replace(&mut self.json, next))
+    }
+
+    pub fn totals(&self) -> Totals {
+        Totals {
+            entries: self.entries,
+            frames: self.frames,
+            blake3: self.hasher.finalize().to_hex().to_string(),
+        }
+    }
+}
+
+/// Passes a file's content through while hashing it.
+pub struct Hashing<'a, R: ?Sized> {
+    pub inner: &'a mut R,
+    pub hasher: &'a mut blake3::Hasher,
+}
+
+impl<R: Read + ?Sized> Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Walk order of the Engine's tar streams: names compared component by
+/// component (so `a/b` comes right after `a`, before `a-b`). A manifest and
+/// a fresh read of a restored volume come in this order, which lets a drill
+/// compare them in one pass.
+pub fn walk_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let trim = |p: &[u8]| -> Vec<u8> {
+        let p = p.strip_prefix(b"./").unwrap_or(p);
+        p.strip_suffix(b"/").unwrap_or(p).to_vec()
+    };
+    let (a, b) = (trim(a), trim(b));
+    a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn names_round_trip_utf8_and_not() {
+        for raw in [&b"./caf\xc3\xa9"[..], &b"./bad\xff"[..]] {
+            let name = Name::from_bytes(raw);
+            let json = serde_json::to_string(&name).unwrap();
+            let back: Name = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.to_bytes(), raw);
+        }
+        assert_eq!(
+            serde_json::to_string(&Name::from_bytes(b"./bad\xff")).unwrap(),
+            r#"{"hex":"2e2f626164ff"}"#
+        );
+    }
+
+    #[test]
+    fn walk_order_is_by_component() {
+        assert_eq!(walk_order(b"./", b"./a"), Ordering::Less);
+        assert_eq!(walk_order(b"./a/", b"./a/b"), Ordering::Less);
+        assert_eq!(walk_order(b"./a/z", b"./a-b"), Ordering::Less);
+        assert_eq!(walk_order(b"./a-b", b"./a/z"), Ordering::Greater);
+        assert_eq!(walk_order(b"./b/", b"./b"), Ordering::Equal);
+    }
+
+    #[test]
+    fn builder_chunks_parse_back() {
+        let mut b = Builder::default();
+        let rec = Record {
+            path: Name::from_bytes(b"./x"),
+            kind: "file".into(),
+            uid: 1,
+            gid: 2,
+            mode: 0o644,
+            size: 3,
+            mtime: 4,
+            link: None,
+            dev: None,
+            blake3: Some(blake3::hash(b"abc").to_hex().to_string()),
+        };
+        b.push(&rec).unwrap();
+        b.push(&rec).unwrap();
+        let json = b.take().unwrap();
+        let chunk: Chunk = serde_json::from_slice(&json).unwrap();
+        assert_eq!(chunk.entries, vec![rec.clone(), rec]);
+        assert!(b.take().is_none());
+        let t = b.totals();
+        assert_eq!((t.entries, t.frames), (2, 1));
+        assert_eq!(t.blake3, blake3::hash(&json).to_hex().to_string());
+    }
+}

@@ -1,0 +1,697 @@
+//! `volsafe drill`: proves that the newest backup of each volume restores
+//! to exactly what it recorded, and says how long that took.
+//!
+//! Per volume: the newest committed archive is checked against its sidecar,
+//! restored into a fresh scratch volume (plain `local`, labelled as
+//! volsafe's, never created from the saved driver options), and the scratch
+//! volume is read back through the Engine and compared entry by entry with
+//! the manifest the archive carries. The live volume is never written,
+//! stopped or mounted read-write; `--compare-live` only reads it. The
+//! scratch volume goes on every path, Ctrl-C included, unless asked to stay.
+
+mod compare;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::bridge;
+use super::restore::{self, stream, Ctx, Keys};
+use crate::archive::meta::Header;
+use crate::archive::names::MOUNT_DIR;
+use crate::check::secrets;
+use crate::cli::OutputFormat;
+use crate::engine::helper::{self, Access, LABEL_OWNER, LABEL_ROLE, LABEL_VOLUME};
+use crate::engine::lease::{self, Lease};
+use crate::engine::volume::{self, VolumeSpec};
+use crate::engine::Engine;
+use crate::error::{exit_for, failed, find_user_error, interrupted, Exit, Kind};
+use crate::progress::{self, human};
+use crate::shutdown::Shutdown;
+use crate::store::{self, Listed};
+
+pub use compare::Difference;
+use compare::{Manifest, Outcome, Records, Wording};
+
+/// The role label of scratch volumes.
+pub const ROLE_DRILL: &str = "drill";
+
+/// A checked drill request.
+#[derive(Clone)]
+pub struct Plan {
+    pub dir: PathBuf,
+    pub volumes: Vec<String>,
+    pub daemon: Option<String>,
+    pub keys: Keys,
+    pub compare_live: bool,
+    pub keep_scratch: bool,
+    pub max_age: Option<Duration>,
+    pub helper_image: Option<String>,
+    pub progress: progress::Mode,
+}
+
+/// The result of one volume's drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Restored and matched its manifest (or, without one, restored intact).
+    Pass,
+    /// The proof failed: no archive, too old, damaged, or a mismatch.
+    Fail,
+    /// The drill could not be carried out (daemon, disk, keys).
+    Error,
+}
+
+/// What a drill found for one volume.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeReport {
+    pub volume: String,
+    pub result: Verdict,
+    pub archive: Option<PathBuf>,
+    /// When the archive was made (RFC 3339).
+    pub created: Option<String>,
+    /// Recovery point: the archive's age when the drill started.
+    pub rpo_seconds: Option<f64>,
+    /// Recovery time: how long the restore into the scratch volume took.
+    pub rto_seconds: Option<f64>,
+    /// Whether the archive carries a per-entry manifest.
+    pub manifest: Option<bool>,
+    pub entries_checked: u64,
+    pub bytes_checked: u64,
+    pub mismatches: u64,
+    /// The first few mismatches, in name order.
+    pub first_mismatches: Vec<Difference>,
+    /// Why the volume failed or could not be drilled.
+    pub problems: Vec<String>,
+    /// Information: no manifest, settings that differ from the live volume.
+    pub notes: Vec<String>,
+    /// With `--compare-live`: what changed in the live volume since the backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveChanges>,
+    /// The scratch volume, when it was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<String>,
+}
+
+/// Differences between the live volume and the backup (information only).
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveChanges {
+    pub added: u64,
+    pub removed: u64,
+    pub changed: u64,
+    pub first: Vec<Difference>,
+}
+
+impl VolumeReport {
+    fn new(volume: &str) -> Self {
+        VolumeReport {
+            volume: volume.to_owned(),
+            result: Verdict::Pass,
+            archive: None,
+            created: None,
+            rpo_seconds: None,
+            rto_seconds: None,
+            manifest: None,
+            entries_checked: 0,
+            bytes_checked: 0,
+            mismatches: 0,
+            first_mismatches: Vec::new(),
+            problems: Vec::new(),
+            notes: Vec::new(),
+            live: None,
+            scratch: None,
+        }
+    }
+
+    fn fail(&mut self, problem: impl Into<String>) {
+        self.problems.push(problem.into());
+        if self.result == Verdict::Pass {
+            self.result = Verdict::Fail;
+        }
+    }
+
+    fn error(&mut self, problem: impl Into<String>) {
+        self.problems.push(problem.into());
+        self.result = Verdict::Error;
+    }
+
+    /// Records a step's error as a failed proof (the archive does not
+    /// restore) or as an error of the drill itself (daemon, keys, disk).
+    fn step_failed(&mut self, e: &anyhow::Error) {
+        let text = secrets::scrub(&format!("{e:#}"));
+        match find_user_error(e).map(|u| u.kind) {
+            Some(Kind::Integrity) | None => self.fail(text),
+            Some(_) => self.error(text),
+        }
+    }
+}
+
+/// The drill of every selected volume.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub daemon: String,
+    pub dir: PathBuf,
+    pub volumes: Vec<VolumeReport>,
+    pub passed: usize,
+    pub failed: usize,
+    pub errors: usize,
+}
+
+impl Report {
+    /// 0 when every volume passed; 3 when any failed its proof; 1 when the
+    /// rest passed but a drill could not be carried out.
+    pub fn exit(&self) -> Exit {
+        if self.failed > 0 {
+            Exit::Integrity
+        } else if self.errors > 0 {
+            Exit::Failed
+        } else {
+            Exit::Success
+        }
+    }
+}
+
+pub async fn run(plan: Plan, format: OutputFormat, shutdown: Shutdown) -> Result<Exit> {
+    plan.keys.load()?; // usage errors in key files come first
+    let engine = crate::engine::connect().await?;
+    let report = drill(&engine, &plan, &shutdown).await?;
+    match format {
+        OutputFormat::Json => crate::out_line(serde_json::to_string_pretty(&report)?)?,
+        OutputFormat::Text => print_text(&report)?,
+    }
+    Ok(report.exit())
+}
+
+/// Which volumes to drill, each with its newest archive (if any).
+fn select(plan: &Plan, daemon: &str) -> Result<Vec<(String, Option<Listed>)>> {
+    let (listed, _) = store::scan(&plan.dir, Some(daemon), None)?;
+    if plan.volumes.is_empty() {
+        let mut out: Vec<(String, Option<Listed>)> = Vec::new();
+        // Newest first, so the first archive seen of a volume is its newest.
+        for l in listed {
+            if !out.iter().any(|(v, _)| *v == l.volume) {
+                out.push((l.volume.clone(), Some(l)));
+            }
+        }
+        if out.is_empty() {
+            return Err(failed(
+                format!(
+                    "{}: no committed archive from daemon {daemon}",
+                    plan.dir.display()
+                ),
+                "see `volsafe list DIR`; pass --daemon NAME for another host's archives",
+            ));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        return Ok(out);
+    }
+    Ok(plan
+        .volumes
+        .iter()
+        .map(|v| {
+            let newest = listed.iter().find(|l| l.volume == *v).cloned();
+            (v.clone(), newest)
+        })
+        .collect())
+}
+
+/// Drills every selected volume, one after the other.
+pub async fn drill(engine: &Engine, plan: &Plan, shutdown: &Shutdown) -> Result<Report> {
+    for v in &plan.volumes {
+        volume::check_name(v)?;
+    }
+    let daemon = plan.daemon.clone().unwrap_or_else(|| engine.name.clone());
+    let targets = select(plan, &daemon)?;
+    let image = helper::ensure_image(engine, plan.helper_image.as_deref()).await?;
+    let lease = Lease::start(engine, &image, "drill").await?;
+    if let Err(e) = lease::sweep(engine, &lease.id).await {
+        tracing::warn!(error = %format!("{e:#}"), "cannot look for leftovers of earlier runs");
+    }
+    let mut volumes = Vec::new();
+    let mut stopped = None;
+    for (name, newest) in targets {
+        if let Some(s) = shutdown.signal() {
+            stopped = Some(s);
+            break;
+        }
+        let drill = Drill {
+            engine,
+            image: &image,
+            lease: &lease,
+            plan,
+            shutdown,
+        };
+        match drill.one(&name, newest).await {
+            Ok(report) => {
+                log_result(&report);
+                volumes.push(report);
+            }
+            Err(e) => {
+                lease.end(engine).await;
+                return Err(e);
+            }
+        }
+    }
+    lease.end(engine).await;
+    if let Some(s) = stopped {
+        return Err(interrupted(s));
+    }
+    let count = |v: Verdict| volumes.iter().filter(|r| r.result == v).count();
+    Ok(Report {
+        daemon,
+        dir: plan.dir.clone(),
+        passed: count(Verdict::Pass),
+        failed: count(Verdict::Fail),
+        errors: count(Verdict::Error),
+        volumes,
+    })
+}
+
+fn log_result(r: &VolumeReport) {
+    match r.result {
+        Verdict::Pass => tracing::info!(volume = %r.volume, entries = r.entries_checked,
+            rto_s = r.rto_seconds.unwrap_or_default(), "drill passed"),
+        _ => tracing::warn!(volume = %r.volume, result = ?r.result,
+            problem = %r.problems.first().map(String::as_str).unwrap_or(""), "drill did not pass"),
+    }
+}
+
+struct Drill<'a> {
+    engine: &'a Engine,
+    image: &'a str,
+    lease: &'a Lease,
+    plan: &'a Plan,
+    shutdown: &'a Shutdown,
+}
+
+impl Drill<'_> {
+    /// One volume. `Err` only for an interruption, after cleaning up.
+    async fn one(&self, name: &str, newest: Option<Listed>) -> Result<VolumeReport> {
+        let mut report = VolumeReport::new(name);
+        let Some(archive) = newest else {
+            report.fail(format!(
+                "no committed archive of volume {name} in {}",
+                self.plan.dir.display()
+            ));
+            return Ok(report);
+        };
+        report.archive = Some(archive.path.clone());
+        report.created = Some(archive.created.clone());
+        let age = age_of(&archive.created);
+        report.rpo_seconds = age.map(|a| a.as_secs_f64());
+        if let (Some(max), Some(age)) = (self.plan.max_age, age) {
+            if age > max {
+                report.fail(format!(
+                    "the newest archive is {} old, more than --max-age {}",
+                    humantime::format_duration(Duration::from_secs(age.as_secs())),
+                    humantime::format_duration(max)
+                ));
+            }
+        }
+        if let Err(e) = self.check_file(&archive.path).await {
+            report.step_failed(&e);
+            return Ok(report);
+        }
+        let scratch = scratch_name(name);
+        let spec = VolumeSpec {
+            name: scratch.clone(),
+            driver: "local".to_owned(),
+            labels: [
+                (LABEL_ROLE.to_owned(), ROLE_DRILL.to_owned()),
+                (LABEL_OWNER.to_owned(), self.lease.id.clone()),
+                (LABEL_VOLUME.to_owned(), name.to_owned()),
+            ]
+            .into(),
+            options: Default::default(),
+        };
+        if let Err(e) = volume::create(self.engine, &spec).await {
+            report.step_failed(&e);
+            return Ok(report);
+        }
+        let result = self.prove(&mut report, &archive.path, &scratch).await;
+        if self.plan.keep_scratch {
+            tracing::info!(volume = %scratch, "scratch volume kept (--keep-scratch)");
+            report.scratch = Some(scratch);
+        } else if let Err(e) = volume::remove(self.engine, &scratch).await {
+            tracing::warn!(volume = %scratch, error = %format!("{e:#}"),
+                "cannot remove the scratch volume; the next volsafe run removes it");
+        }
+        match result {
+            Ok(()) => Ok(report),
+            Err(e) if matches!(exit_for(&e), Exit::Interrupted(_)) => Err(e),
+            Err(e) => {
+                report.step_failed(&e);
+                Ok(report)
+            }
+        }
+    }
+
+    /// Restore, compare, and compare with the live volume when asked.
+    async fn prove(&self, report: &mut VolumeReport, archive: &Path, scratch: &str) -> Result<()> {
+        let label = format!("archive {}", archive.display());
+        let restore_plan = restore::Plan {
+            source: restore::Source::File(archive.to_path_buf()),
+            volume: Some(scratch.to_owned()),
+            keys: self.plan.keys.clone(),
+            replace: false,
+            rollback_to: None,
+            rollback_recipients: Vec::new(),
+            rollback_recipient_files: Vec::new(),
+            no_encryption: false,
+            driver_options: false,
+            daemon: None,
+            helper_image: None,
+            progress: self.plan.progress,
+        };
+        let ctx = Ctx {
+            engine: self.engine,
+            image: self.image,
+            lease: self.lease,
+            plan: &restore_plan,
+            archive,
+            label: &label,
+        };
+        let started = Instant::now();
+        stream::extract(
+            &ctx,
+            archive,
+            &label,
+            self.plan.keys.clone(),
+            scratch,
+            Some(self.shutdown),
+        )
+        .await?;
+        report.rto_seconds = Some(started.elapsed().as_secs_f64());
+        test_hook(scratch).await?;
+
+        let (header, has_manifest) = self.manifest_of(archive).await?;
+        report.manifest = Some(has_manifest);
+        if let Some(h) = &header {
+            self.compare_settings(report, h).await;
+        }
+        if !has_manifest {
+            report.notes.push(
+                "the archive carries no per-entry manifest (made by an older volsafe): it restored whole and intact, but its entries could not be compared one by one".to_owned(),
+            );
+        } else {
+            let words = Wording {
+                missing: "in the backup, missing from the restored volume",
+                added: "in the restored volume, not in the backup",
+            };
+            let (outcome, bytes) = self.compare_volume(archive, scratch, words).await?;
+            report.entries_checked = outcome.entries;
+            report.bytes_checked = bytes;
+            report.mismatches = outcome.differences();
+            report.first_mismatches = outcome.first.clone();
+            if outcome.differences() > 0 {
+                report.fail(format!(
+                    "{} entries of the restored volume differ from the backup's manifest",
+                    outcome.differences()
+                ));
+            }
+        }
+        if self.plan.compare_live {
+            self.compare_live(report, archive, has_manifest).await?;
+        }
+        Ok(())
+    }
+
+    /// The archive file against its sidecar (size and SHA-256).
+    async fn check_file(&self, archive: &Path) -> Result<()> {
+        let path = archive.to_path_buf();
+        let work = tokio::task::spawn_blocking(move || -> Result<()> {
+            let side = store::read_sidecar(&path).ok_or_else(|| {
+                crate::error::integrity(
+                    format!("archive {}: its sidecar is unreadable", path.display()),
+                    "run `volsafe verify` on it",
+                )
+            })?;
+            let file = std::fs::File::open(&path).map_err(|e| {
+                failed(
+                    format!("archive {}: cannot open ({e})", path.display()),
+                    "check that this user may read it",
+                )
+            })?;
+            let mut reader = crate::archive::digest::DigestReader::new(file);
+            std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| {
+                failed(format!("archive {}: {e}", path.display()), "check the disk")
+            })?;
+            let (_, size, sha) = reader.finish();
+            if size != side.size || sha != side.sha256 {
+                return Err(crate::error::integrity(
+                    format!(
+                        "archive {}: its size or SHA-256 differs from its sidecar's",
+                        path.display()
+                    ),
+                    "the archive is damaged or was changed; use another backup",
+                ));
+            }
+            Ok(())
+        });
+        tokio::select! {
+            r = work => r.context("the archive check stopped unexpectedly")?,
+            s = self.shutdown.wait() => Err(interrupted(s)),
+        }
+    }
+
+    /// The archive's header, and whether it carries a manifest.
+    async fn manifest_of(&self, archive: &Path) -> Result<(Option<Header>, bool)> {
+        let (path, keys) = (archive.to_path_buf(), self.plan.keys.clone());
+        tokio::task::spawn_blocking(move || -> Result<(Option<Header>, bool)> {
+            let label = format!("archive {}", path.display());
+            let reader = stream::open_archive(&path, &keys, &label, None)?;
+            let header = reader.header().cloned();
+            let mut manifest = Manifest::new(reader);
+            Ok((header, manifest.present()?))
+        })
+        .await
+        .context("the manifest reader stopped unexpectedly")?
+    }
+
+    /// Reads `volume` through a read-only helper and compares it with the
+    /// archive's manifest. Returns the outcome and the content bytes hashed.
+    async fn compare_volume(
+        &self,
+        archive: &Path,
+        volume: &str,
+        words: Wording,
+    ) -> Result<(Outcome, u64)> {
+        let helper = helper::create(
+            self.engine,
+            self.image,
+            volume,
+            Access::ReadOnly,
+            &self.lease.id,
+        )
+        .await?;
+        let (pump, input) =
+            bridge::download(self.engine, &helper.id, &format!("/{MOUNT_DIR}"), None);
+        let (path, keys) = (archive.to_path_buf(), self.plan.keys.clone());
+        let volume_name = volume.to_owned();
+        let work = tokio::task::spawn_blocking(move || -> Result<(Outcome, u64)> {
+            let label = format!("archive {}", path.display());
+            let reader = stream::open_archive(&path, &keys, &label, None)?;
+            let mut expected = Manifest::new(reader);
+            let mut found = compare::Volume::new(input);
+            let outcome = compare::compare(&mut expected, &mut found as &mut dyn Records, &words)
+                .with_context(|| format!("volume {volume_name}"))?;
+            Ok((outcome, found.bytes))
+        });
+        let both = async { tokio::join!(pump, work) };
+        let joined = tokio::select! {
+            j = both => Ok(j),
+            s = self.shutdown.wait() => Err(interrupted(s)),
+        };
+        helper.remove(self.engine).await;
+        let ((), worked) = joined?;
+        worked.context("the comparison stopped unexpectedly")?
+    }
+
+    /// Lists what changed in the live volume since the backup.
+    async fn compare_live(
+        &self,
+        report: &mut VolumeReport,
+        archive: &Path,
+        has_manifest: bool,
+    ) -> Result<()> {
+        let live = &report.volume;
+        if volume::inspect(self.engine, live).await?.is_none() {
+            report.notes.push(format!(
+                "--compare-live: volume {live} does not exist on this daemon"
+            ));
+            return Ok(());
+        }
+        if !has_manifest {
+            report
+                .notes
+                .push("--compare-live needs a manifest; this archive has none".to_owned());
+            return Ok(());
+        }
+        let words = Wording {
+            missing: "removed since the backup",
+            added: "added since the backup",
+        };
+        let (outcome, _) = self.compare_volume(archive, live, words).await?;
+        report.live = Some(LiveChanges {
+            added: outcome.added,
+            removed: outcome.missing,
+            changed: outcome.changed,
+            first: outcome.first,
+        });
+        Ok(())
+    }
+
+    /// Notes where the recorded driver, labels and options differ from the
+    /// live volume's (the scratch volume never uses them).
+    async fn compare_settings(&self, report: &mut VolumeReport, header: &Header) {
+        let Ok(Some(live)) = volume::inspect(self.engine, &header.volume).await else {
+            report.notes.push(format!(
+                "volume {} does not exist on this daemon: a restore would create it from the archive's records (driver {}, {} labels, {} driver options)",
+                header.volume,
+                if header.driver.is_empty() { "local" } else { &header.driver },
+                header.labels.len(),
+                header.driver_options.len()
+            ));
+            return;
+        };
+        if !header.driver.is_empty() && header.driver != live.driver {
+            report.notes.push(format!(
+                "driver: the archive records {}, the live volume uses {}",
+                header.driver, live.driver
+            ));
+        }
+        for (what, saved, now) in [
+            ("label", &header.labels, &live.labels),
+            ("driver option", &header.driver_options, &live.options),
+        ] {
+            let keys: std::collections::BTreeSet<&String> =
+                saved.keys().chain(now.keys()).collect();
+            for k in keys {
+                let show = |v: Option<&String>| match v {
+                    Some(v) => secrets::redact(k, v),
+                    None => "(none)".to_owned(),
+                };
+                let (a, b) = (saved.get(k), now.get(k));
+                if a != b {
+                    report.notes.push(format!(
+                        "{what} {k}: the archive records {}, the live volume has {}",
+                        show(a),
+                        show(b)
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// How old an archive made at `created` (RFC 3339) is now.
+fn age_of(created: &str) -> Option<Duration> {
+    let t = OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339).ok()?;
+    let age = OffsetDateTime::now_utc() - t;
+    Some(age.try_into().unwrap_or(Duration::ZERO))
+}
+
+/// A fresh, unique name for the scratch volume of `volume`'s drill.
+fn scratch_name(volume: &str) -> String {
+    let short: String = volume.chars().take(64).collect();
+    format!("volsafe-drill-{short}-{}", lease::random_id())
+}
+
+/// Test builds only: runs `$VOLSAFE_TEST_DRILL_HOOK` between the restore
+/// and the comparison, with the scratch volume in `$VOLSAFE_DRILL_SCRATCH`,
+/// so tests can alter the restored data and see the drill catch it.
+#[cfg(debug_assertions)]
+async fn test_hook(scratch: &str) -> Result<()> {
+    let Ok(hook) = std::env::var("VOLSAFE_TEST_DRILL_HOOK") else {
+        return Ok(());
+    };
+    let scratch = scratch.to_owned();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&hook)
+            .env("VOLSAFE_DRILL_SCRATCH", scratch)
+            .status()
+    })
+    .await?
+    .context("running the test hook")?;
+    anyhow::ensure!(status.success(), "the test hook failed: {status}");
+    Ok(())
+}
+
+#[cfg(not(debug_assertions))]
+async fn test_hook(_scratch: &str) -> Result<()> {
+    Ok(())
+}
+
+fn seconds(s: Option<f64>) -> String {
+    match s {
+        Some(s) if s >= 60.0 => {
+            humantime::format_duration(Duration::from_secs(s as u64)).to_string()
+        }
+        Some(s) => format!("{s:.1}s"),
+        None => "-".to_owned(),
+    }
+}
+
+fn print_text(report: &Report) -> Result<()> {
+    for v in &report.volumes {
+        let word = match v.result {
+            Verdict::Pass => "pass ",
+            Verdict::Fail => "FAIL ",
+            Verdict::Error => "ERROR",
+        };
+        let checked = match v.manifest {
+            Some(true) => format!(
+                "{} entries, {} checked",
+                v.entries_checked,
+                human(v.bytes_checked)
+            ),
+            Some(false) => "no manifest".to_owned(),
+            None => "not restored".to_owned(),
+        };
+        crate::out_line(format!(
+            "{word} {}: RTO {}, RPO {}, {checked}",
+            v.volume,
+            seconds(v.rto_seconds),
+            seconds(v.rpo_seconds)
+        ))?;
+        if let Some(a) = &v.archive {
+            crate::out_line(format!("      archive {}", a.display()))?;
+        }
+        for p in &v.problems {
+            crate::out_line(format!("      problem: {p}"))?;
+        }
+        for d in &v.first_mismatches {
+            crate::out_line(format!("      {}: {}", d.path, d.problem))?;
+        }
+        if v.mismatches > v.first_mismatches.len() as u64 {
+            crate::out_line(format!(
+                "      … and {} more",
+                v.mismatches - v.first_mismatches.len() as u64
+            ))?;
+        }
+        for n in &v.notes {
+            crate::out_line(format!("      note: {n}"))?;
+        }
+        if let Some(l) = &v.live {
+            crate::out_line(format!(
+                "      live volume since the backup: {} added, {} removed, {} changed",
+                l.added, l.removed, l.changed
+            ))?;
+            for d in &l.first {
+                crate::out_line(format!("        {}: {}", d.path, d.problem))?;
+            }
+        }
+        if let Some(s) = &v.scratch {
+            crate::out_line(format!("      scratch volume kept: {s}"))?;
+        }
+    }
+    crate::out_line(format!(
+        "{} passed, {} failed, {} errors",
+        report.passed, report.failed, report.errors
+    ))
+}

@@ -1,0 +1,428 @@
+//! `volsafe drill` against the real daemon: a good archive passes with RTO
+//! and RPO, altered restored data fails naming the entry, `--compare-live`
+//! lists changes, and no scratch volume or helper outlives a drill.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{
+    assert_no_leftovers, backup, docker, docker_ok, fill, path_str, test_image, volsafe,
+    volsafe_command, AgeKey, Run, Volume,
+};
+use crate::fixtures;
+use crate::lifecycle::wait_for;
+
+/// Scratch volumes of drills of `volume` still on the daemon.
+fn scratch_volumes(volume: &str) -> Vec<String> {
+    let filter = format!("label=io.volsafe.volume={volume}");
+    docker_ok(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        "label=io.volsafe.role=drill",
+        "--filter",
+        &filter,
+    ])
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+fn assert_clean(volume: &str) {
+    assert_eq!(
+        scratch_volumes(volume),
+        Vec::<String>::new(),
+        "scratch volumes left"
+    );
+    assert_no_leftovers(volume);
+    for s in scratch_volumes(volume) {
+        assert_no_leftovers(&s);
+    }
+}
+
+/// Removes any scratch volume of `volume` when dropped (the tests assert
+/// there are none; this keeps the daemon clean when they fail).
+struct ScratchGuard(String);
+
+impl Drop for ScratchGuard {
+    fn drop(&mut self) {
+        for s in scratch_volumes(&self.0) {
+            crate::common::remove_containers_of(&s);
+            docker(&["volume", "rm", "-f", &s]);
+        }
+    }
+}
+
+fn drill(dir: &Path, volume: &str, key: &AgeKey, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "drill",
+        path_str(dir),
+        "--volume",
+        volume,
+        "-i",
+        key.identity(),
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    volsafe(&args)
+}
+
+fn only_volume(run: &Run) -> serde_json::Value {
+    let report: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("drill JSON: {e}\n{run}"));
+    let volumes = report["volumes"].as_array().expect("volumes array");
+    assert_eq!(volumes.len(), 1, "{run}");
+    volumes[0].clone()
+}
+
+/// A hook command that runs `script` in the test image with the scratch
+/// volume at /v.
+fn alter_scratch(script: &str) -> String {
+    format!(
+        "docker run --rm --network none -v \"$VOLSAFE_DRILL_SCRATCH\":/v {} sh -c {}",
+        test_image(),
+        crate::common::quote(script)
+    )
+}
+
+#[test]
+fn drill_of_a_good_archive_passes_with_rto_and_rpo() {
+    let source = Volume::new("drillok");
+    let _guard = ScratchGuard(source.name().to_owned());
+    fill(&source, &fixtures::special_entries());
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    backup(source.name(), dest.path(), &key, &[]);
+    let run = drill(dest.path(), source.name(), &key, &[]);
+    run.assert_ok();
+    let v = only_volume(&run);
+    assert_eq!(v["result"], "pass", "{run}");
+    assert_eq!(v["manifest"], true, "{run}");
+    assert!(v["rto_seconds"].as_f64().unwrap() > 0.0, "{run}");
+    assert!(v["rpo_seconds"].as_f64().unwrap() >= 0.0, "{run}");
+    assert!(v["entries_checked"].as_u64().unwrap() > 20, "{run}");
+    assert_eq!(v["mismatches"], 0, "{run}");
+    assert_clean(source.name());
+
+    // The text report says the same in one line per volume.
+    let text = volsafe(&[
+        "drill",
+        path_str(dest.path()),
+        "--volume",
+        source.name(),
+        "-i",
+        key.identity(),
+    ]);
+    text.assert_ok();
+    assert!(
+        text.stdout
+            .starts_with(&format!("pass  {}: RTO ", source.name())),
+        "{text}"
+    );
+    assert_clean(source.name());
+}
+
+#[test]
+fn drill_fails_naming_the_entry_altered_after_restore() {
+    let source = Volume::new("drillbad");
+    let _guard = ScratchGuard(source.name().to_owned());
+    fill(&source, &fixtures::special_entries());
+    fill(&source, "echo 'the original' > /v/victim.txt");
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    backup(source.name(), dest.path(), &key, &[]);
+    let hook = alter_scratch("echo 'not original' > /v/victim.txt && rm -rf /v/empty/dir");
+    let mut cmd = volsafe_command(&[
+        "drill",
+        path_str(dest.path()),
+        "--volume",
+        source.name(),
+        "-i",
+        key.identity(),
+        "--format",
+        "json",
+    ]);
+    cmd.env("VOLSAFE_TEST_DRILL_HOOK", &hook);
+    let run = crate::common::run_volsafe(cmd, &["drill"]);
+    assert_eq!(
+        run.code,
+        Some(3),
+        "a tampered restore must fail the drill\n{run}"
+    );
+    let v = only_volume(&run);
+    assert_eq!(v["result"], "fail", "{run}");
+    let named: Vec<(String, String)> = v["first_mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["path"].as_str().unwrap().to_owned(),
+                d["problem"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        named
+            .iter()
+            .any(|(p, why)| p == "./victim.txt" && why.contains("content")),
+        "{named:?}"
+    );
+    assert!(
+        named
+            .iter()
+            .any(|(p, why)| p.starts_with("./empty/dir") && why.contains("missing")),
+        "{named:?}"
+    );
+    assert_clean(source.name());
+}
+
+#[test]
+fn compare_live_lists_a_file_added_and_a_file_changed() {
+    let source = Volume::new("drilllive");
+    let _guard = ScratchGuard(source.name().to_owned());
+    fill(
+        &source,
+        "echo one > /v/changed.txt && echo two > /v/kept.txt",
+    );
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    backup(source.name(), dest.path(), &key, &[]);
+    fill(
+        &source,
+        "echo ONE > /v/changed.txt && echo new > /v/added.txt",
+    );
+    let run = drill(dest.path(), source.name(), &key, &["--compare-live"]);
+    run.assert_ok();
+    let v = only_volume(&run);
+    assert_eq!(
+        v["result"], "pass",
+        "changes in the live volume are not a failure\n{run}"
+    );
+    let live = &v["live"];
+    assert_eq!(live["added"], 1, "{run}");
+    assert_eq!(live["removed"], 0, "{run}");
+    let first = live["first"].as_array().unwrap();
+    let problem_of = |path: &str| {
+        first
+            .iter()
+            .find(|d| d["path"] == path)
+            .map(|d| d["problem"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        problem_of("./added.txt").as_deref(),
+        Some("added since the backup"),
+        "{run}"
+    );
+    assert!(
+        problem_of("./changed.txt").is_some_and(|p| p.contains("content")),
+        "{run}"
+    );
+    assert!(problem_of("./kept.txt").is_none(), "{run}");
+    assert_clean(source.name());
+}
+
+#[test]
+fn drill_over_10000_files_checks_the_last_one() {
+    let source = Volume::new("drillmany");
+    let _guard = ScratchGuard(source.name().to_owned());
+    fill(&source, &fixtures::many_files(10_000));
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    backup(source.name(), dest.path(), &key, &[]);
+
+    let clean = drill(dest.path(), source.name(), &key, &[]);
+    clean.assert_ok();
+    let v = only_volume(&clean);
+    // The root, many/, 100 directories and 10,000 files.
+    assert_eq!(v["entries_checked"], 10_102, "{clean}");
+
+    // In name order the last entry is many/d99/f9999; same size, new bytes.
+    let hook = alter_scratch("printf 'small file 999X\\n' > /v/many/d99/f9999");
+    let mut cmd = volsafe_command(&[
+        "drill",
+        path_str(dest.path()),
+        "--volume",
+        source.name(),
+        "-i",
+        key.identity(),
+        "--format",
+        "json",
+    ]);
+    cmd.env("VOLSAFE_TEST_DRILL_HOOK", &hook);
+    let run = crate::common::run_volsafe(cmd, &["drill"]);
+    assert_eq!(run.code, Some(3), "{run}");
+    let v = only_volume(&run);
+    assert_eq!(v["mismatches"], 1, "{run}");
+    assert_eq!(
+        v["first_mismatches"][0]["path"], "./many/d99/f9999",
+        "{run}"
+    );
+    assert!(
+        v["first_mismatches"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains("content"),
+        "{run}"
+    );
+    assert_clean(source.name());
+}
+
+#[test]
+fn max_age_fails_an_archive_that_is_too_old() {
+    let source = Volume::new("drillage");
+    let _guard = ScratchGuard(source.name().to_owned());
+    fill(&source, "echo x > /v/x");
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    backup(source.name(), dest.path(), &key, &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let run = drill(dest.path(), source.name(), &key, &["--max-age", "1s"]);
+    assert_eq!(run.code, Some(3), "{run}");
+    let v = only_volume(&run);
+    assert_eq!(v["result"], "fail");
+    assert!(
+        v["problems"][0].as_str().unwrap().contains("--max-age 1s"),
+        "{run}"
+    );
+    // The restore was still proven.
+    assert_eq!(v["mismatches"], 0, "{run}");
+    assert_clean(source.name());
+}
+
+#[test]
+fn a_volume_without_archives_fails_and_a_dir_without_any_is_an_error() {
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let run = volsafe(&["drill", path_str(dest.path()), "-i", key.identity()]);
+    run.assert_fails(1, "no committed archive");
+    let run = drill(dest.path(), "vstest-never-backed-up", &key, &[]);
+    assert_eq!(run.code, Some(3), "{run}");
+    assert!(
+        run.stdout.contains("no committed archive of volume"),
+        "{run}"
+    );
+}
+
+#[test]
+fn ctrl_c_mid_drill_leaves_no_scratch_volume() {
+    let source = Volume::new("drillint");
+    let _guard = ScratchGuard(source.name().to_owned());
+    fill(&source, &fixtures::random_file(300));
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    backup(source.name(), dest.path(), &key, &[]);
+    for delay in [0u64, 1500] {
+        let child = volsafe_command(&[
+            "drill",
+            path_str(dest.path()),
+            "--volume",
+            source.name(),
+            "-i",
+            key.identity(),
+        ])
+        .spawn()
+        .unwrap();
+        let pid = child.id();
+        wait_for(60, "the scratch volume", || {
+            !scratch_volumes(source.name()).is_empty()
+        });
+        std::thread::sleep(Duration::from_millis(delay));
+        Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() == Some(0) {
+            // The drill won the race; it must still have cleaned up.
+            assert_clean(source.name());
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(130), "{stderr}");
+        assert_clean(source.name());
+    }
+}
+
+/// An archive made before volsafe wrote manifests still restores and
+/// drills, with a note.
+#[test]
+fn an_archive_without_a_manifest_drills_with_a_note() {
+    let source = Volume::new("drillold");
+    let _guard = ScratchGuard(source.name().to_owned());
+    fill(&source, &fixtures::special_entries());
+    let dest = tempfile::tempdir().unwrap();
+    let run = volsafe(&[
+        "backup",
+        source.name(),
+        "--to",
+        path_str(dest.path()),
+        "--no-encryption",
+    ]);
+    run.assert_ok();
+    let archive = std::path::PathBuf::from(run.first_line());
+    strip_manifest(&archive);
+    let key = AgeKey::new();
+    let run = drill(dest.path(), source.name(), &key, &[]);
+    run.assert_ok();
+    let v = only_volume(&run);
+    assert_eq!(v["result"], "pass", "{run}");
+    assert_eq!(v["manifest"], false, "{run}");
+    assert!(
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("no per-entry manifest")),
+        "{run}"
+    );
+    assert_clean(source.name());
+}
+
+/// Rewrites an unencrypted archive as an older volsafe wrote it: no
+/// manifest frames, no manifest in the trailer; the sidecar follows.
+fn strip_manifest(archive: &Path) {
+    use sha2::Digest;
+    let data = std::fs::read(archive).unwrap();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut dropped = 0;
+    while pos < data.len() {
+        let magic = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap());
+        if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
+            let len = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().unwrap()) as usize;
+            let payload = &data[pos + 8..pos + 8 + len];
+            let next = pos + 8 + len;
+            match payload.get(8) {
+                Some(3) => dropped += 1,
+                Some(2) => {
+                    let mut trailer: serde_json::Value =
+                        serde_json::from_slice(&payload[9..]).unwrap();
+                    trailer.as_object_mut().unwrap().remove("manifest");
+                    let json = serde_json::to_vec(&trailer).unwrap();
+                    out.extend(0x184D_2A5E_u32.to_le_bytes());
+                    out.extend(((9 + json.len()) as u32).to_le_bytes());
+                    out.extend(&payload[..9]);
+                    out.extend(json);
+                }
+                _ => out.extend(&data[pos..next]),
+            }
+            pos = next;
+        } else {
+            let size = zstd::zstd_safe::find_frame_compressed_size(&data[pos..]).unwrap();
+            out.extend(&data[pos..pos + size]);
+            pos += size;
+        }
+    }
+    assert!(dropped > 0, "the archive had no manifest frame");
+    std::fs::write(archive, &out).unwrap();
+    let sidecar = std::path::PathBuf::from(format!("{}.json", archive.display()));
+    let mut side: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+    side["size"] = out.len().into();
+    side["sha256"] = hex::encode(sha2::Sha256::digest(&out)).into();
+    std::fs::write(&sidecar, serde_json::to_vec(&side).unwrap()).unwrap();
+}
