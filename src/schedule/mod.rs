@@ -1,17 +1,19 @@
 //! `volsafe schedule`: the long-running mode. Reads a TOML file of jobs
-//! (docs/schedule.md), runs each on its cron schedule, and keeps going
-//! until SIGTERM or SIGINT.
+//! (docs/schedule.md), runs each on its cron schedule (and its drills on
+//! theirs), and keeps going until SIGTERM or SIGINT.
 //!
 //! The loop wakes at the next slot, or after [`MAX_SLEEP`] at most, and
 //! reads the wall clock again each time, so a clock that jumps or a host
 //! that slept is noticed within a minute. Runs are tasks; the loop never
-//! waits for one. What must stay true: one job never runs twice at once;
-//! jobs sharing a volume never overlap ([`runner::VolumeLocks`]); on a
-//! signal no new run starts, running ones get the grace period and are
-//! then aborted through their own [`Shutdown`] (containers started again,
-//! helpers removed, no partial archive), and the scheduler exits 0.
+//! waits for one. What must stay true: one job never runs twice at once,
+//! nor its drills; runs and drills sharing a volume never overlap
+//! ([`runner::VolumeLocks`]); on a signal no new run starts, running ones
+//! get the grace period and are then aborted through their own
+//! [`Shutdown`] (containers started again, helpers and scratch volumes
+//! removed, no partial archive), and the scheduler exits 0.
 
 pub mod config;
+mod drill;
 pub mod notify;
 mod runner;
 pub mod status;
@@ -30,7 +32,7 @@ use crate::cli::ScheduleArgs;
 use crate::error::{failed, Exit};
 use crate::shutdown::Shutdown;
 use config::Config;
-use timing::{Poll, Timer};
+use timing::{Poll, Schedule, Timer};
 
 /// The longest the loop sleeps before it reads the wall clock again.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -72,17 +74,35 @@ fn print_next_runs(config: &Config) -> Result<()> {
         config.parallel,
         humantime::format_duration(config.grace)
     ))?;
+    let show = |schedule: &Schedule| -> Result<()> {
+        for t in schedule.upcoming(now, SHOW_NEXT) {
+            crate::out_line(format!("  {}", t.format("%Y-%m-%d %H:%M:%S %:z (%Z)")))?;
+        }
+        Ok(())
+    };
     for job in &config.jobs {
+        let after = match &job.drill {
+            Some(d) if d.after_backup => "; drilled after each backup",
+            _ => "",
+        };
         crate::out_line(format!(
-            "job {}: {} ({}) -> {}; volumes {}",
+            "job {}: {} ({}) -> {}; volumes {}{after}",
             job.name,
             job.schedule.expr,
             job.schedule.tz,
             job.to.display(),
             job.describe_volumes()
         ))?;
-        for t in job.schedule.upcoming(now, SHOW_NEXT) {
-            crate::out_line(format!("  {}", t.format("%Y-%m-%d %H:%M:%S %:z (%Z)")))?;
+        show(&job.schedule)?;
+        if let Some(s) = job.drill.as_ref().and_then(|d| d.schedule.as_ref()) {
+            crate::out_line(format!(
+                "job {} drills: {} ({}), newest archives in {}",
+                job.name,
+                s.expr,
+                s.tz,
+                job.to.display()
+            ))?;
+            show(s)?;
         }
     }
     Ok(())
@@ -123,12 +143,22 @@ fn resize(semaphore: &Arc<Semaphore>, old: usize, new: usize) {
     }
 }
 
+/// What a timer starts: a job's backup run, or a drill on its `drill_cron`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Task {
+    Backup,
+    Drill,
+}
+
+/// A timer's key: the job's name and what the timer starts.
+type Key = (String, Task);
+
 struct Scheduler {
     config: Config,
     jobs: BTreeMap<String, Arc<config::Job>>,
-    timers: BTreeMap<String, Timer>,
-    /// Jobs with a run going (or waiting for a slot or its volumes).
-    running: Arc<Mutex<BTreeSet<String>>>,
+    timers: BTreeMap<Key, Timer>,
+    /// Runs and drills going (or waiting for a slot or their volumes).
+    running: Arc<Mutex<BTreeSet<Key>>>,
     permits: Arc<Semaphore>,
     shared: Arc<runner::Shared>,
     abort: crate::shutdown::Trigger,
@@ -136,8 +166,8 @@ struct Scheduler {
     tasks: JoinSet<()>,
 }
 
-/// Takes a job out of the running set when its task ends, however it ends.
-struct Running(Arc<Mutex<BTreeSet<String>>>, String);
+/// Takes a run out of the running set when its task ends, however it ends.
+struct Running(Arc<Mutex<BTreeSet<Key>>>, Key);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -187,14 +217,21 @@ impl Scheduler {
         let mut timers = BTreeMap::new();
         let mut jobs = BTreeMap::new();
         for job in &config.jobs {
-            let timer = match self.timers.remove(&job.name) {
-                Some(mut t) => {
-                    t.reschedule(job.schedule.clone(), now);
-                    t
-                }
-                None => Timer::new(job.schedule.clone(), now),
-            };
-            timers.insert(job.name.clone(), timer);
+            let mut wanted = vec![(Task::Backup, job.schedule.clone())];
+            if let Some(s) = job.drill.as_ref().and_then(|d| d.schedule.clone()) {
+                wanted.push((Task::Drill, s));
+            }
+            for (task, schedule) in wanted {
+                let key = (job.name.clone(), task);
+                let timer = match self.timers.remove(&key) {
+                    Some(mut t) => {
+                        t.reschedule(schedule, now);
+                        t
+                    }
+                    None => Timer::new(schedule, now),
+                };
+                timers.insert(key, timer);
+            }
             jobs.insert(job.name.clone(), Arc::new(job.clone()));
         }
         if config.parallel != self.config.parallel {
@@ -206,20 +243,38 @@ impl Scheduler {
         }
         let names: BTreeSet<String> = jobs.keys().cloned().collect();
         self.shared.metrics.retain(&names);
+        // A job that no longer drills shows no stale drill results.
+        for (name, job) in &jobs {
+            if job.drill.is_none() {
+                self.shared.metrics.update(name, |s| s.drills.clear());
+            }
+        }
         self.timers = timers;
         self.jobs = jobs;
         self.config = config;
-        for (name, job) in &self.jobs {
-            tracing::info!(
-                job = %name,
-                cron = %job.schedule.expr,
-                timezone = %job.schedule.tz,
-                volumes = %job.describe_volumes(),
-                next = %self.timers[name].next().map_or("never".to_owned(), |t| {
-                    t.with_timezone(&job.schedule.tz).to_rfc3339()
-                }),
-                "scheduled"
-            );
+        for ((name, task), timer) in &self.timers {
+            let job = &self.jobs[name];
+            let next = timer.next().map_or("never".to_owned(), |t| {
+                t.with_timezone(&job.schedule.tz).to_rfc3339()
+            });
+            match task {
+                Task::Backup => tracing::info!(
+                    job = %name,
+                    cron = %job.schedule.expr,
+                    timezone = %job.schedule.tz,
+                    volumes = %job.describe_volumes(),
+                    drill_after_backup = job.drill.as_ref().is_some_and(|d| d.after_backup),
+                    next = %next,
+                    "scheduled"
+                ),
+                Task::Drill => tracing::info!(
+                    job = %name,
+                    drill_cron = %job.drill.as_ref().and_then(|d| d.schedule.as_ref()).map_or("", |s| &s.expr),
+                    timezone = %job.schedule.tz,
+                    next = %next,
+                    "drills scheduled"
+                ),
+            }
         }
     }
 
@@ -257,15 +312,17 @@ impl Scheduler {
         Ok(Exit::Success)
     }
 
-    /// Starts every job whose slot has come; logs the slots missed.
+    /// Starts every run and drill whose slot has come; logs the slots
+    /// missed.
     fn poll(&mut self, now: chrono::DateTime<Utc>) {
-        for (name, timer) in self.timers.iter_mut() {
+        for ((name, task), timer) in self.timers.iter_mut() {
             let job = &self.jobs[name];
             match timer.poll(now) {
                 Poll::Idle => {}
                 Poll::Missed { slot, more, late } => {
                     tracing::warn!(
                         job = %name,
+                        task = ?task,
                         slot = %slot.with_timezone(&job.schedule.tz).to_rfc3339(),
                         more_missed = more,
                         late_seconds = late.as_secs(),
@@ -273,22 +330,39 @@ impl Scheduler {
                     );
                 }
                 Poll::Run(slot) => {
+                    let key = (name.clone(), *task);
                     let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-                    if !running.insert(name.clone()) {
-                        tracing::warn!(job = %name, slot = %slot.to_rfc3339(), "skipped: the previous run of this job is still going");
+                    if !running.insert(key.clone()) {
+                        match task {
+                            Task::Backup => {
+                                tracing::warn!(job = %name, slot = %slot.to_rfc3339(), "skipped: the previous run of this job is still going")
+                            }
+                            Task::Drill => {
+                                tracing::warn!(job = %name, slot = %slot.to_rfc3339(), "drill skipped: the previous drill of this job is still going")
+                            }
+                        }
                         continue;
                     }
-                    let guard = Running(self.running.clone(), name.clone());
-                    let (shared, permits, job) =
-                        (self.shared.clone(), self.permits.clone(), job.clone());
+                    let guard = Running(self.running.clone(), key);
+                    let (shared, permits, job, task) = (
+                        self.shared.clone(),
+                        self.permits.clone(),
+                        job.clone(),
+                        *task,
+                    );
                     self.tasks.spawn(async move {
                         let _guard = guard;
-                        runner::run(shared, permits, job, slot).await;
+                        match task {
+                            Task::Backup => runner::run(shared, permits, job, slot).await,
+                            Task::Drill => drill::run(shared, permits, job, slot).await,
+                        }
                     });
                 }
             }
-            let next = timer.next().map(|t| t.timestamp() as f64);
-            self.shared.metrics.update(name, |s| s.next_run = next);
+            if *task == Task::Backup {
+                let next = timer.next().map(|t| t.timestamp() as f64);
+                self.shared.metrics.update(name, |s| s.next_run = next);
+            }
         }
     }
 
@@ -320,7 +394,7 @@ impl Scheduler {
         tracing::warn!(
             runs = going,
             grace_seconds = grace.as_secs(),
-            "stopping: no new runs; letting running backups finish"
+            "stopping: no new runs; letting running backups and drills finish"
         );
         let deadline = tokio::time::sleep(grace);
         tokio::pin!(deadline);
@@ -328,7 +402,7 @@ impl Scheduler {
             tokio::select! {
                 done = self.tasks.join_next() => if done.is_none() { break },
                 _ = &mut deadline => {
-                    tracing::warn!(runs = self.tasks.len(), "grace period over: aborting running backups");
+                    tracing::warn!(runs = self.tasks.len(), "grace period over: aborting running backups and drills");
                     self.abort.fire(signal);
                     while self.tasks.join_next().await.is_some() {}
                     break;

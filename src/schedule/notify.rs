@@ -1,5 +1,5 @@
 //! The failure notification: a JSON document POSTed to a job's
-//! `notify_url` after a run that failed.
+//! `notify_url` after a run or a drill that failed.
 //!
 //! A notification is a courtesy, never a reason to fail: an unreachable or
 //! slow receiver is logged and the scheduler goes on. `http://` and
@@ -20,6 +20,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Serialize)]
 pub struct Failure {
     pub job: String,
+    /// What failed: `backup` (a run of the job) or `drill`.
+    pub kind: &'static str,
     pub volumes: Vec<String>,
     pub errors: Vec<VolumeError>,
     /// RFC 3339, UTC.
@@ -62,6 +64,22 @@ pub fn shown(url: &str) -> String {
             uri.authority().map_or("?", |a| a.as_str())
         ),
         Err(_) => "(an invalid URL)".to_owned(),
+    }
+}
+
+/// Sends `failure` to the job's URL, if it has one, and logs whether it
+/// arrived; never fails.
+pub async fn deliver(url: Option<&str>, failure: &Failure) {
+    let Some(url) = url else {
+        return;
+    };
+    match send(url, failure).await {
+        Ok(()) => {
+            tracing::info!(job = %failure.job, kind = failure.kind, "failure notification sent")
+        }
+        Err(e) => {
+            tracing::warn!(job = %failure.job, kind = failure.kind, error = %format!("{e:#}"), "cannot send the failure notification")
+        }
     }
 }
 
@@ -155,6 +173,7 @@ mod tests {
         });
         let failure = Failure {
             job: "db".into(),
+            kind: "backup",
             volumes: vec![],
             errors: vec![],
             time: "2026-01-01T00:00:00Z".into(),
@@ -200,6 +219,7 @@ mod tests {
         });
         let failure = Failure {
             job: "db".into(),
+            kind: "backup",
             volumes: vec!["pgdata".into()],
             errors: vec![VolumeError {
                 volume: Some("pgdata".into()),
@@ -216,6 +236,7 @@ mod tests {
         assert!(head.starts_with("POST /hook HTTP/1.1"), "{head}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["job"], "db");
+        assert_eq!(v["kind"], "backup");
         assert_eq!(v["errors"][0]["error"], "boom");
     }
 
@@ -226,6 +247,7 @@ mod tests {
         drop(listener);
         let failure = Failure {
             job: "j".into(),
+            kind: "drill",
             volumes: vec![],
             errors: vec![],
             time: String::new(),

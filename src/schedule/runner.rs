@@ -1,12 +1,15 @@
 //! One scheduled run of one job: wait for a free slot and for the job's
-//! volumes, reach the daemon (with backoff), back up, prune what succeeded,
-//! record the numbers, and notify on failure.
+//! volumes, reach the daemon (with backoff), back up, drill what was just
+//! backed up (`drill = true`), prune what succeeded, record the numbers,
+//! and notify on failure.
 //!
 //! What must stay true: two jobs that share a volume never overlap, from
 //! the first pre-backup hook to the last post-backup hook (the backup's own
 //! per-volume lock is taken after the pre-backup hooks, so it is not
-//! enough); pruning follows a successful backup of that volume only; a run
-//! that fails never ends the scheduler.
+//! enough), and a drill never overlaps either; pruning follows a
+//! successful backup of that volume only, and one whose fresh archive
+//! passed its drill when the job drills after backups (older archives may
+//! be the last good ones); a run that fails never ends the scheduler.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,8 +20,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 use super::config::Job;
+use super::drill::{self, Drilled};
 use super::notify;
 use super::status::Metrics;
+use super::timing::Schedule;
 use crate::engine::{self, Engine};
 use crate::jobs::backup::{self, VolumeResult};
 use crate::shutdown::Shutdown;
@@ -67,7 +72,7 @@ impl VolumeLocks {
             let guard = match m.clone().try_lock_owned() {
                 Ok(g) => g,
                 Err(_) => {
-                    tracing::info!(job = %job, volume = %name, "waiting for another job that backs up this volume");
+                    tracing::info!(job = %job, volume = %name, "waiting for another job that backs up or drills this volume");
                     m.lock_owned().await
                 }
             };
@@ -91,6 +96,8 @@ struct Outcome {
     other_errors: Vec<String>,
     stop_window: Option<Duration>,
     interrupted: bool,
+    /// The drill of the volumes just backed up (`drill = true`).
+    drilled: Option<Drilled>,
 }
 
 impl Outcome {
@@ -105,10 +112,16 @@ impl Outcome {
 pub async fn run(shared: Arc<Shared>, permits: Arc<Semaphore>, job: Arc<Job>, slot: DateTime<Utc>) {
     let started = Instant::now();
     tracing::info!(job = %job.name, volumes = %job.describe_volumes(), "run started");
-    let outcome = attempt(&shared, &permits, &job, slot).await;
-    let took = started.elapsed();
+    let mut outcome = attempt(&shared, &permits, &job, slot).await;
     record(&shared.metrics, &job.name, &outcome);
+    report(&shared, &job, &outcome, started.elapsed()).await;
+    if let Some(drilled) = outcome.drilled.take() {
+        drill::finish(&shared, &job, &drilled).await;
+    }
+}
 
+/// Logs how the run ended, and notifies a failure.
+async fn report(shared: &Shared, job: &Job, outcome: &Outcome, took: Duration) {
     let bytes: u64 = outcome
         .results
         .iter()
@@ -133,22 +146,16 @@ pub async fn run(shared: Arc<Shared>, permits: Arc<Semaphore>, job: Arc<Job>, sl
         succeeded = ok,
         "run failed"
     );
-    if let Some(url) = &job.notify_url {
-        let failure = notify::Failure {
-            job: job.name.clone(),
-            volumes: outcome.volumes.clone(),
-            errors: errors_of(&outcome),
-            time: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            host: shared.host.clone(),
-            daemon: outcome.daemon.clone(),
-        };
-        match notify::send(url, &failure).await {
-            Ok(()) => tracing::info!(job = %job.name, "failure notification sent"),
-            Err(e) => {
-                tracing::warn!(job = %job.name, error = %format!("{e:#}"), "cannot send the failure notification")
-            }
-        }
-    }
+    let failure = notify::Failure {
+        job: job.name.clone(),
+        kind: "backup",
+        volumes: outcome.volumes.clone(),
+        errors: errors_of(outcome),
+        time: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        host: shared.host.clone(),
+        daemon: outcome.daemon.clone(),
+    };
+    notify::deliver(job.notify_url.as_deref(), &failure).await;
 }
 
 fn errors_of(o: &Outcome) -> Vec<notify::VolumeError> {
@@ -184,6 +191,7 @@ fn record(metrics: &Metrics, job: &str, o: &Outcome) {
         // they stay as large as the job is.
         if !o.volumes.is_empty() {
             stats.volumes.retain(|name, _| o.volumes.contains(name));
+            stats.drills.retain(|name, _| o.volumes.contains(name));
         }
         if let Some(w) = o.stop_window {
             stats.stop_window = w.as_secs_f64();
@@ -224,7 +232,7 @@ async fn attempt(
         volumes: job.volumes.clone(),
         ..Outcome::default()
     };
-    let engine = match connect(shared, job, slot).await {
+    let engine = match connect(shared, &job.name, &job.schedule, slot).await {
         Ok(Some(e)) => e,
         Ok(None) => {
             o.interrupted = true;
@@ -245,27 +253,9 @@ async fn attempt(
             return o;
         }
     }
-    let _held = tokio::select! {
-        g = shared.locks.lock_all(&job.name, &o.volumes) => g,
-        _ = shared.stop.wait() => {
-            o.interrupted = true;
-            return o;
-        }
-    };
-    // A parallel slot only once the volumes are this run's: a run waiting
-    // for another's volume does not hold up unrelated jobs.
-    let _permit: OwnedSemaphorePermit = tokio::select! {
-        p = Arc::clone(permits).acquire_owned() => match p {
-            Ok(p) => p,
-            Err(_) => {
-                o.interrupted = true;
-                return o;
-            }
-        },
-        _ = shared.stop.wait() => {
-            o.interrupted = true;
-            return o;
-        }
+    let Some(_held) = hold(shared, permits, &job.name, &o.volumes).await else {
+        o.interrupted = true;
+        return o;
     };
     if let Err(e) = backup_and_prune(shared, &engine, job, &mut o).await {
         let e = e.context(format!("job {}", job.name));
@@ -273,6 +263,36 @@ async fn attempt(
         o.error = Some(format!("{e:#}"));
     }
     o
+}
+
+/// What a run holds while it works: its volumes, then a parallel slot.
+pub struct Held {
+    _volumes: Vec<OwnedMutexGuard<()>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Takes `volumes` for `job`, then a parallel slot. `None`: stopped while
+/// waiting.
+pub async fn hold(
+    shared: &Shared,
+    permits: &Arc<Semaphore>,
+    job: &str,
+    volumes: &[String],
+) -> Option<Held> {
+    let volumes = tokio::select! {
+        g = shared.locks.lock_all(job, volumes) => g,
+        _ = shared.stop.wait() => return None,
+    };
+    // A parallel slot only once the volumes are this run's: a run waiting
+    // for another's volume does not hold up unrelated jobs.
+    let permit = tokio::select! {
+        p = Arc::clone(permits).acquire_owned() => p.ok()?,
+        _ = shared.stop.wait() => return None,
+    };
+    Some(Held {
+        _volumes: volumes,
+        _permit: permit,
+    })
 }
 
 async fn backup_and_prune(
@@ -313,35 +333,54 @@ async fn backup_and_prune(
         }
     }
     o.results = summary.volumes;
-    if job.policy.is_empty() || o.interrupted {
+    if o.interrupted {
         return Ok(());
     }
-    // Prune a volume only after its own backup succeeded.
-    for r in o
+    let backed_up: Vec<String> = o
         .results
         .iter()
         .filter(|r| r.error.is_none() && r.archive.is_some())
-    {
+        .map(|r| r.volume.clone())
+        .collect();
+    if let Some(spec) = job.drill.as_ref().filter(|d| d.after_backup) {
+        if backed_up.is_empty() {
+            tracing::debug!(job = %job.name, "no drill: no volume was backed up");
+        } else if shared.stop.signal().is_some() {
+            tracing::info!(job = %job.name, "no drill after this run: the scheduler is stopping");
+        } else {
+            let drilled = drill::volumes(shared, engine, job, spec, backed_up.clone()).await;
+            o.interrupted = drilled.interrupted;
+            o.drilled = Some(drilled);
+        }
+    }
+    if job.policy.is_empty() || o.interrupted {
+        return Ok(());
+    }
+    // Prune a volume only after its own backup succeeded, and its drill.
+    for volume in &backed_up {
+        if o.drilled.as_ref().is_some_and(|d| !d.passed(volume)) {
+            tracing::warn!(job = %job.name, volume = %volume, "not pruned: the drill of the new archive did not pass; the older archives are kept");
+            continue;
+        }
         // File system work (directory reads, fsync): off the async threads.
-        let (to, daemon, volume, policy, tz) = (
+        let (to, daemon, name, policy, tz) = (
             job.to.clone(),
             engine.name.clone(),
-            r.volume.clone(),
+            volume.clone(),
             job.policy,
             job.schedule.tz,
         );
         let pruned = tokio::task::spawn_blocking(move || {
-            crate::jobs::prune::prune_volume(&to, &daemon, &volume, &policy, tz, false, false)
+            crate::jobs::prune::prune_volume(&to, &daemon, &name, &policy, tz, false, false)
         })
         .await
         .unwrap_or_else(|e| Err(anyhow::anyhow!("the prune task failed: {e}")));
         match pruned {
             Ok(p) => {
-                tracing::info!(job = %job.name, volume = %r.volume, kept = p.kept, deleted = p.deleted, freed_bytes = p.freed_bytes, "pruned");
+                tracing::info!(job = %job.name, volume = %volume, kept = p.kept, deleted = p.deleted, freed_bytes = p.freed_bytes, "pruned");
                 for f in p.failures() {
                     let msg = format!(
-                        "volume {}: archive {}: {}",
-                        r.volume,
+                        "volume {volume}: archive {}: {}",
                         f.path.display(),
                         f.error.as_deref().unwrap_or("not deleted")
                     );
@@ -350,7 +389,7 @@ async fn backup_and_prune(
                 }
             }
             Err(e) => {
-                let e = e.context(format!("volume {}: prune", r.volume));
+                let e = e.context(format!("volume {volume}: prune"));
                 crate::report_error(&e);
                 o.other_errors.push(format!("{e:#}"));
             }
@@ -359,10 +398,16 @@ async fn backup_and_prune(
     Ok(())
 }
 
-/// Connects to the daemon, retrying with backoff until the job's next slot
-/// (a daemon that is down is not fatal). `Ok(None)`: stopped while waiting.
-async fn connect(shared: &Shared, job: &Job, slot: DateTime<Utc>) -> Result<Option<Engine>> {
-    let until = job.schedule.next_after(slot);
+/// Connects to the daemon, retrying with backoff until the next slot of
+/// `schedule` (a daemon that is down is not fatal). `Ok(None)`: stopped
+/// while waiting.
+pub async fn connect(
+    shared: &Shared,
+    job: &str,
+    schedule: &Schedule,
+    slot: DateTime<Utc>,
+) -> Result<Option<Engine>> {
+    let until = schedule.next_after(slot);
     let mut wait = BACKOFF_FIRST;
     loop {
         let err = match engine::connect().await {
@@ -373,7 +418,7 @@ async fn connect(shared: &Shared, job: &Job, slot: DateTime<Utc>) -> Result<Opti
         if until.is_none_or(|u| retry_at >= u) {
             return Err(err.context("giving up until the next scheduled run"));
         }
-        tracing::warn!(job = %job.name, retry_in_seconds = wait.as_secs(), error = %format!("{err:#}"), "docker daemon unreachable; retrying");
+        tracing::warn!(job = %job, retry_in_seconds = wait.as_secs(), error = %format!("{err:#}"), "docker daemon unreachable; retrying");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shared.stop.wait() => return Ok(None),
@@ -384,7 +429,7 @@ async fn connect(shared: &Shared, job: &Job, slot: DateTime<Utc>) -> Result<Opti
 
 /// The job's volumes now: those named, then those the selector matches
 /// (by name), each once.
-async fn resolve(engine: &Engine, job: &Job) -> Result<Vec<String>> {
+pub async fn resolve(engine: &Engine, job: &Job) -> Result<Vec<String>> {
     let mut out = job.volumes.clone();
     if let Some(selector) = &job.selector {
         let filters = HashMap::from([("label".to_owned(), vec![selector.clone()])]);

@@ -31,12 +31,26 @@ pub struct VolumeStats {
     pub consecutive_failures: u64,
 }
 
+/// The last drill of one volume's newest archive in one job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DrillStats {
+    /// Unix time the drill finished.
+    pub finished: f64,
+    /// Restored and matched what the archive recorded.
+    pub passed: bool,
+    /// Seconds the restore took, in the last drill that got that far.
+    pub rto: Option<f64>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct JobStats {
     pub next_run: Option<f64>,
     /// Seconds containers were stopped in the last run.
     pub stop_window: f64,
     pub volumes: BTreeMap<String, VolumeStats>,
+    /// Kept apart from `volumes`: a volume drilled before this scheduler
+    /// backed it up has no backup numbers.
+    pub drills: BTreeMap<String, DrillStats>,
 }
 
 /// Every job's numbers; cloneable handle.
@@ -67,39 +81,42 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{{labels}}} {}", number(value));
             }
         };
-        let per_volume = |pick: &dyn Fn(&VolumeStats) -> Option<f64>| {
-            let mut rows = Vec::new();
-            for (job, stats) in &all {
-                for (volume, v) in &stats.volumes {
-                    if let Some(x) = pick(v) {
-                        rows.push((
-                            format!("job=\"{}\",volume=\"{}\"", escape(job), escape(volume)),
-                            x,
-                        ));
-                    }
-                }
-            }
-            rows
-        };
+        let per_volume = |pick: fn(&VolumeStats) -> Option<f64>| rows(&all, |s| &s.volumes, pick);
+        let per_drill = |pick: fn(&DrillStats) -> Option<f64>| rows(&all, |s| &s.drills, pick);
         family(
             "volsafe_last_success_timestamp_seconds",
             "Unix time of the last successful backup of the volume by the job.",
-            per_volume(&|v| v.last_success),
+            per_volume(|v| v.last_success),
         );
         family(
             "volsafe_last_duration_seconds",
             "How long the last backup of the volume took, successful or not.",
-            per_volume(&|v| Some(v.last_duration)),
+            per_volume(|v| Some(v.last_duration)),
         );
         family(
             "volsafe_last_archive_bytes",
             "Size of the last archive written for the volume.",
-            per_volume(&|v| v.last_bytes.map(|b| b as f64)),
+            per_volume(|v| v.last_bytes.map(|b| b as f64)),
         );
         family(
             "volsafe_consecutive_failures",
             "Failed backups of the volume since its last success.",
-            per_volume(&|v| Some(v.consecutive_failures as f64)),
+            per_volume(|v| Some(v.consecutive_failures as f64)),
+        );
+        family(
+            "volsafe_drill_last_timestamp_seconds",
+            "Unix time the last drill of the volume's newest archive finished.",
+            per_drill(|d| Some(d.finished)),
+        );
+        family(
+            "volsafe_drill_success",
+            "1 if the last drill restored the volume's newest archive and it matched what was backed up, else 0.",
+            per_drill(|d| Some(if d.passed { 1.0 } else { 0.0 })),
+        );
+        family(
+            "volsafe_drill_rto_seconds",
+            "How long the restore took in the last drill of the volume that got as far as restoring.",
+            per_drill(|d| d.rto),
         );
         let per_job = |pick: &dyn Fn(&JobStats) -> Option<f64>| {
             all.iter()
@@ -118,6 +135,25 @@ impl Metrics {
         );
         out
     }
+}
+
+/// One row per job and volume in the map `of` picks, where `pick` gives a
+/// value.
+fn rows<T>(
+    all: &BTreeMap<String, JobStats>,
+    of: fn(&JobStats) -> &BTreeMap<String, T>,
+    pick: fn(&T) -> Option<f64>,
+) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for (job, stats) in all {
+        for (volume, v) in of(stats) {
+            if let Some(x) = pick(v) {
+                let labels = format!("job=\"{}\",volume=\"{}\"", escape(job), escape(volume));
+                out.push((labels, x));
+            }
+        }
+    }
+    out
 }
 
 /// A sample value as Prometheus reads it: integers without a fraction.

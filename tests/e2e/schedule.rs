@@ -1,6 +1,7 @@
 //! `volsafe schedule`: runs on a seconds schedule against the real daemon,
 //! jobs sharing a volume, SIGTERM mid-stream, /metrics, the failure
-//! notification, SIGHUP with a broken config, and --check-config.
+//! notification, drills after backups and on their own cron, SIGHUP with a
+//! broken config, and --check-config.
 //!
 //! Every scheduler is a [`Scheduler`] guard: it has a deadline and is
 //! killed on drop, whatever the test did.
@@ -144,6 +145,15 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
+}
+
+/// The body of /metrics, or nothing while the scheduler is not listening
+/// yet.
+fn metrics_if_up(addr: SocketAddr) -> String {
+    if TcpStream::connect(addr).is_err() {
+        return String::new();
+    }
+    http_get(addr, "/metrics")
 }
 
 fn sidecars(dest: &Path, volume: &str) -> usize {
@@ -342,10 +352,9 @@ fn sigterm_mid_stream_aborts_cleanly_after_the_grace_period() {
     assert_no_leftovers(volume.name());
 }
 
-/// A failed run POSTs JSON to notify_url.
-#[test]
-fn a_failed_run_notifies() {
-    let missing = Volume::reserve("absent");
+/// A receiver of one notification on a loopback port: the port, and the
+/// request's head and body once it came.
+fn notification_receiver() -> (u16, std::sync::mpsc::Receiver<(String, String)>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -376,6 +385,14 @@ fn a_failed_run_notifies() {
         let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
         let _ = tx.send((head, String::from_utf8_lossy(&body).into_owned()));
     });
+    (port, rx)
+}
+
+/// A failed run POSTs JSON to notify_url.
+#[test]
+fn a_failed_run_notifies() {
+    let missing = Volume::reserve("absent");
+    let (port, rx) = notification_receiver();
     let dest = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
@@ -394,6 +411,7 @@ fn a_failed_run_notifies() {
     assert!(head.starts_with("POST /volsafe HTTP/1.1"), "{head}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
     assert_eq!(v["job"], "broken");
+    assert_eq!(v["kind"], "backup");
     assert_eq!(v["volumes"][0], missing.name());
     assert_eq!(v["daemon"], daemon_name());
     assert!(v["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
@@ -406,6 +424,173 @@ fn a_failed_run_notifies() {
     });
     assert_eq!(s.terminate(60), Some(0), "{}", s.log());
     assert!(!missing.exists(), "the missing volume was created");
+}
+
+/// Scratch volumes of drills of `volume` still on the daemon.
+fn scratch_volumes(volume: &str) -> Vec<String> {
+    let filter = format!("label=io.volsafe.volume={volume}");
+    docker_ok(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        "label=io.volsafe.role=drill",
+        "--filter",
+        &filter,
+    ])
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// Removes any scratch volume of `volume` (and its containers) when
+/// dropped, so a failing test leaves the daemon clean.
+struct ScratchGuard(String);
+
+impl Drop for ScratchGuard {
+    fn drop(&mut self) {
+        for s in scratch_volumes(&self.0) {
+            remove_containers_of(&s);
+            docker(&["volume", "rm", "-f", &s]);
+        }
+    }
+}
+
+/// `drill = true`: every backup is followed by a drill of the new archive
+/// with the job's identity; /metrics says it passed and how long the
+/// restore took; after SIGTERM no scratch volume or helper is left.
+#[test]
+fn drill_after_each_backup_shows_in_metrics_and_leaves_nothing() {
+    let volume = Volume::new("scheddrill");
+    let _scratch = ScratchGuard(volume.name().to_owned());
+    fill(
+        &volume,
+        "echo hello > /v/f; mkdir /v/d; ln -s ../f /v/d/link",
+    );
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "grace = \"30s\"\n[[job]]\nname = \"drilled\"\nvolumes = [\"{}\"]\ncron = \"*/2 * * * * *\"\n\
+             timezone = \"UTC\"\nto = \"{}\"\nrecipients = [\"{}\"]\ndrill_identity = \"{}\"\n\
+             drill = true\nkeep_last = 2\nskip_check = true\n",
+            volume.name(),
+            path_str(dest.path()),
+            key.recipient,
+            key.identity()
+        ),
+    );
+    let addr = free_addr();
+    let mut s = Scheduler::start(&config, Some(addr));
+    let labels = format!("{{job=\"drilled\",volume=\"{}\"}}", volume.name());
+    let passed = format!("volsafe_drill_success{labels} 1");
+    let rto = format!("volsafe_drill_rto_seconds{labels} ");
+    let mut metrics = String::new();
+    s.wait(180, "a passed drill in /metrics", |_| {
+        metrics = metrics_if_up(addr);
+        metrics.lines().any(|l| l == passed) && metrics.contains(&rto)
+    });
+    assert!(sample(&metrics, &rto) > 0.0, "{metrics}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last = sample(
+        &metrics,
+        &format!("volsafe_drill_last_timestamp_seconds{labels}"),
+    );
+    assert!(
+        now - last < 60.0 && last <= now + 1.0,
+        "last drill {last}, now {now}"
+    );
+    for name in [
+        "volsafe_drill_last_timestamp_seconds",
+        "volsafe_drill_success",
+        "volsafe_drill_rto_seconds",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} gauge")),
+            "{metrics}"
+        );
+        assert!(metrics.contains(&format!("# HELP {name} ")), "{metrics}");
+    }
+
+    assert_eq!(s.terminate(90), Some(0), "{}", s.log());
+    let log = s.log();
+    assert!(log.contains("drill finished"), "{log}");
+    assert!(!log.contains("drill failed"), "{log}");
+    assert_eq!(
+        scratch_volumes(volume.name()),
+        Vec::<String>::new(),
+        "{log}"
+    );
+    assert_no_leftovers(volume.name());
+}
+
+/// `drill_cron`: a drill that fails (there is no archive to drill) is
+/// logged, shows as 0 in /metrics and is notified with kind "drill"; the
+/// scheduler goes on.
+#[test]
+fn a_failed_scheduled_drill_notifies_and_the_scheduler_goes_on() {
+    let volume = Volume::new("drillnone");
+    let _scratch = ScratchGuard(volume.name().to_owned());
+    let (port, rx) = notification_receiver();
+    let dest = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The backups are yearly: only drills run during the test.
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[[job]]\nname = \"nodrill\"\nvolumes = [\"{}\"]\ncron = \"0 0 1 1 *\"\ntimezone = \"UTC\"\n\
+             to = \"{}\"\nno_encryption = true\ndrill_cron = \"*/2 * * * * *\"\n\
+             notify_url = \"http://127.0.0.1:{port}/drills\"\n",
+            volume.name(),
+            path_str(dest.path())
+        ),
+    );
+    let addr = free_addr();
+    let mut s = Scheduler::start(&config, Some(addr));
+    let (head, body) = rx
+        .recv_timeout(Duration::from_secs(90))
+        .unwrap_or_else(|_| panic!("no notification\n{}", s.log()));
+    assert!(head.starts_with("POST /drills HTTP/1.1"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(v["job"], "nodrill");
+    assert_eq!(v["kind"], "drill");
+    assert_eq!(v["volumes"][0], volume.name());
+    assert_eq!(v["daemon"], daemon_name());
+    // The volume's own drill failed (its report names the problem).
+    assert_eq!(v["errors"][0]["volume"], volume.name(), "{v}");
+    assert!(
+        !v["errors"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "{v}"
+    );
+
+    let failed = format!(
+        "volsafe_drill_success{{job=\"nodrill\",volume=\"{}\"}} 0",
+        volume.name()
+    );
+    s.wait(30, "the failed drill in /metrics", |_| {
+        metrics_if_up(addr).lines().any(|l| l == failed)
+    });
+    s.wait(30, "a second failed drill", |log| {
+        count(log, "drill failed") >= 2
+    });
+    let metrics = http_get(addr, "/metrics");
+    // Nothing was backed up: no backup numbers, and no RTO.
+    assert!(
+        !metrics.contains("volsafe_last_duration_seconds{"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("volsafe_drill_rto_seconds{"), "{metrics}");
+    assert_eq!(s.terminate(60), Some(0), "{}", s.log());
+    assert_eq!(scratch_volumes(volume.name()), Vec::<String>::new());
+    assert_no_leftovers(volume.name());
 }
 
 /// SIGHUP with a broken file keeps the old config; a good one is taken.
@@ -512,4 +697,26 @@ fn check_config_prints_next_runs_or_exits_2() {
         .assert_fails(2, "line 2");
     // Without --check-config an invalid config is exit 2 at start too.
     volsafe(&["schedule", "--config", path_str(&config)]).assert_fails(2, "nmae");
+
+    // Drills on their own cron are listed with their next runs.
+    std::fs::write(
+        &config,
+        "[[job]]\nname = \"nightly\"\nvolumes = [\"pgdata\"]\ncron = \"30 2 * * *\"\nto = \"/backups\"\n\
+         no_encryption = true\ntimezone = \"UTC\"\ndrill = true\ndrill_cron = \"0 4 * * 0\"\n",
+    )
+    .unwrap();
+    let run = volsafe(&["schedule", "--config", path_str(&config), "--check-config"]);
+    run.assert_ok();
+    assert!(run.stdout.contains("drilled after each backup"), "{run}");
+    assert!(
+        run.stdout
+            .contains("job nightly drills: 0 4 * * 0 (UTC), newest archives in /backups"),
+        "{run}"
+    );
+    let sundays = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  ") && l.contains(" 04:00:00 +00:00"))
+        .count();
+    assert_eq!(sundays, 5, "{run}");
 }

@@ -5,7 +5,8 @@
 //! line, so a typo never silently drops a setting (a misspelt `keep_daily`
 //! would otherwise keep everything, a misspelt `stop_containers` back up a
 //! live database); every check a run would fail on (recipients, ignore
-//! file, timezone, cron) is made here, at start and at reload, not at 3 a.m.
+//! file, timezone, cron, a drill's key) is made here, at start and at
+//! reload, not at 3 a.m.
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -17,6 +18,10 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod drill;
+
+pub use drill::DrillSpec;
+
 use super::timing::Schedule;
 use crate::check::ignore::{self, Ignores};
 use crate::check::Severity;
@@ -26,6 +31,8 @@ use crate::retention::Policy;
 /// The default grace period for running backups after SIGTERM.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(300);
 const HINT: &str = "see docs/schedule.md for the keys and a complete example";
+const CRON_HINT: &str =
+    "write 5 fields (minute hour day month weekday) or 6 with seconds first, such as \"30 2 * * *\"";
 
 /// The whole file, checked.
 #[derive(Debug, Clone)]
@@ -57,6 +64,8 @@ pub struct Job {
     pub allow_empty: bool,
     pub lock_wait: Duration,
     pub notify_url: Option<String>,
+    /// `None`: the job's archives are never drilled.
+    pub drill: Option<DrillSpec>,
 }
 
 /// How a job's archives are encrypted, as named in the file. The keys are
@@ -155,6 +164,10 @@ struct RawJob {
     allow_empty: Option<bool>,
     lock_wait: Option<Spanned<String>>,
     notify_url: Option<Spanned<String>>,
+    drill: Option<Spanned<bool>>,
+    drill_cron: Option<Spanned<String>>,
+    drill_identity: Option<Spanned<OneOrMany>>,
+    drill_max_age: Option<Spanned<String>>,
 }
 
 macro_rules! merge {
@@ -192,7 +205,11 @@ impl RawJob {
             level,
             allow_empty,
             lock_wait,
-            notify_url
+            notify_url,
+            drill,
+            drill_cron,
+            drill_identity,
+            drill_max_age
         );
         self
     }
@@ -392,7 +409,7 @@ fn check_job(
         err(
             cron.span(),
             format!("job {n}: cron {:?}: {e}", cron.get_ref()),
-            "write 5 fields (minute hour day month weekday) or 6 with seconds first, such as \"30 2 * * *\"",
+            CRON_HINT,
         )
     })?;
     let Some(to) = &job.to else {
@@ -423,7 +440,7 @@ fn check_job(
         passphrase_file: job.passphrase_file.as_deref().map(resolve),
         no_encryption: job.no_encryption.unwrap_or(false),
     };
-    encryption.build().map_err(|e| {
+    let written = encryption.build().map_err(|e| {
         err(
             job_span.clone(),
             format!("job {n}: {e:#}"),
@@ -505,6 +522,7 @@ fn check_job(
         })?),
         None => None,
     };
+    let drill = drill::check(&job, &n, tz, &encryption, &written, err, resolve)?;
 
     Ok(Job {
         name: n,
@@ -520,6 +538,7 @@ fn check_job(
         allow_empty: job.allow_empty.unwrap_or(false),
         lock_wait,
         notify_url,
+        drill,
     })
 }
 
