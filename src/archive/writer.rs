@@ -54,6 +54,161 @@ const JOB_SIZE: u32 = 2 << 20;
 /// goes on to age and the file.
 const OUT_BUF: usize = 256 * 1024;
 
+/// Bytes handed to the writer thread at a time, and how many such buffers
+/// may wait for it.
+const HANDOFF: usize = 512 * 1024;
+const HANDOFF_DEPTH: usize = 3;
+
+/// Hands the compressed frames to a thread of their own, which encrypts,
+/// hashes and writes them: that work overlaps with reading the tar and
+/// compressing instead of taking turns with it. Buffers go back to be
+/// reused. A failed write ends the thread; its error surfaces on the next
+/// hand-off or at [`Handoff::finish`].
+struct Handoff<W: Write + Send + 'static> {
+    buf: Vec<u8>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<io::Result<W>>>,
+}
+
+impl<W: Write + Send + 'static> Handoff<W> {
+    fn new(mut sink: W, name: &str) -> io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(HANDOFF_DEPTH);
+        let (spare_tx, spare) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                for mut buf in rx {
+                    sink.write_all(&buf)?;
+                    buf.clear();
+                    let _ = spare_tx.send(buf);
+                }
+                Ok(sink)
+            })?;
+        Ok(Handoff {
+            buf: Vec::with_capacity(HANDOFF),
+            tx: Some(tx),
+            spare,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::take(&mut self.buf);
+        self.buf = self.send_buf(full)?;
+        Ok(())
+    }
+
+    /// Hands `full` to the thread; returns an empty buffer to fill next.
+    fn send_buf(&mut self, full: Vec<u8>) -> io::Result<Vec<u8>> {
+        let sent = self.tx.as_ref().map(|tx| tx.send(full));
+        match sent {
+            Some(Ok(())) => Ok(self
+                .spare
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(HANDOFF))),
+            _ => Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| io::Error::other("the archive writer thread stopped"))),
+        }
+    }
+
+    /// Ends the thread and returns what it returned.
+    fn join(&mut self) -> io::Result<W> {
+        drop(self.tx.take());
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the archive writer thread panicked")),
+            None => Err(io::Error::other("the archive writer thread already ended")),
+        }
+    }
+
+    /// Writes what is left and returns the sink, every byte written to it.
+    fn finish(mut self) -> io::Result<W> {
+        self.send()?;
+        self.join()
+    }
+}
+
+impl<W: Write + Send + 'static> Write for Handoff<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > HANDOFF {
+            self.send()?;
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Collects the tar in large batches, each of which goes to zstd and then,
+/// without a copy, to SHA-256 on a thread of its own. Few large writes keep
+/// zstd's worker hand-offs (and their locks) few, whatever the entry sizes.
+struct Tee<Z: Write> {
+    zstd: Z,
+    batch: Vec<u8>,
+    digest: Handoff<DigestWriter<io::Sink>>,
+}
+
+impl<Z: Write> Tee<Z> {
+    fn new(zstd: Z) -> io::Result<Self> {
+        Ok(Tee {
+            zstd,
+            batch: Vec::with_capacity(HANDOFF),
+            digest: Handoff::new(DigestWriter::new(io::sink()), "volsafe-digest")?,
+        })
+    }
+
+    /// Passes the batch on; after this, zstd has every byte written so far.
+    fn pass_on(&mut self) -> io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.zstd.write_all(&self.batch)?;
+        self.batch = self.digest.send_buf(std::mem::take(&mut self.batch))?;
+        Ok(())
+    }
+
+    /// The inner writer, the tar's length and its SHA-256.
+    fn finish(mut self) -> io::Result<(Z, u64, String)> {
+        self.pass_on()?;
+        let (_, bytes, sha256) = self.digest.finish()?.finish();
+        Ok((self.zstd, bytes, sha256))
+    }
+}
+
+impl<Z: Write> Write for Tee<Z> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.batch.extend_from_slice(data);
+        if self.batch.len() >= HANDOFF {
+            self.pass_on()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.pass_on()?;
+        self.zstd.flush()
+    }
+}
+
+impl<W: Write + Send + 'static> Drop for Handoff<W> {
+    /// On an error path, waits for the thread so nothing writes to the
+    /// destination after the archive was given up.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.join();
+        }
+    }
+}
+
 /// A zstd encoder that can end its frame and start another, so metadata
 /// frames can sit between data frames. Parameters (level, workers, checksum)
 /// carry over from frame to frame.
@@ -166,13 +321,13 @@ impl<W> Written<W> {
 }
 
 /// A streaming archive writer.
-pub struct ArchiveWriter<W: Write> {
-    tar: TarWriter<DigestWriter<FrameEncoder<Sink<W>>>>,
+pub struct ArchiveWriter<W: Write + Send + 'static> {
+    tar: TarWriter<Tee<FrameEncoder<Handoff<Sink<W>>>>>,
     data_bytes: u64,
     manifest: manifest::Builder,
 }
 
-impl<W: Write> ArchiveWriter<W> {
+impl<W: Write + Send + 'static> ArchiveWriter<W> {
     /// Starts an archive: writes the age header (if encrypted) and the
     /// volsafe header frame. `threads` is the number of zstd workers (0 for
     /// single-threaded).
@@ -190,9 +345,9 @@ impl<W: Write> ArchiveWriter<W> {
         };
         let json = serde_json::to_vec(header)?;
         meta::write_frame(&mut sink, FrameKind::Header, &json)?;
-        let zstd = FrameEncoder::new(sink, level, threads)?;
+        let zstd = FrameEncoder::new(Handoff::new(sink, "volsafe-writer")?, level, threads)?;
         Ok(ArchiveWriter {
-            tar: TarWriter::new(DigestWriter::new(zstd)),
+            tar: TarWriter::new(Tee::new(zstd)?),
             data_bytes: 0,
             manifest: manifest::Builder::default(),
         })
@@ -218,8 +373,9 @@ impl<W: Write> ArchiveWriter<W> {
         if self.manifest.full() {
             // The records describe entries whose bytes are all in zstd by
             // now: end the data frame so the manifest frame follows them.
-            let zstd = self.tar.get_mut().get_mut();
-            zstd.end_frame()?;
+            let tee = self.tar.get_mut();
+            tee.pass_on()?;
+            tee.zstd.end_frame()?;
             self.write_manifest()?;
         }
         Ok(())
@@ -227,7 +383,7 @@ impl<W: Write> ArchiveWriter<W> {
 
     fn write_manifest(&mut self) -> io::Result<()> {
         if let Some(json) = self.manifest.take() {
-            let sink = self.tar.get_mut().get_mut().get_mut();
+            let sink = self.tar.get_mut().zstd.get_mut();
             meta::write_frame(sink, FrameKind::Manifest, &json)?;
         }
         Ok(())
@@ -248,8 +404,8 @@ impl<W: Write> ArchiveWriter<W> {
         let entries = self.tar.entries_written();
         let mut manifest = self.manifest;
         let digest = self.tar.finish()?;
-        let (zstd, tar_bytes, tar_sha256) = digest.finish();
-        let mut sink = zstd.finish()?;
+        let (zstd, tar_bytes, tar_sha256) = digest.finish()?;
+        let mut sink = zstd.finish()?.finish()?;
         if let Some(json) = manifest.take() {
             meta::write_frame(&mut sink, FrameKind::Manifest, &json)?;
         }

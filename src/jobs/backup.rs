@@ -6,7 +6,6 @@
 //! the whole run, the archive carries a final name only after fsync, and the
 //! helper, the lock and any partial file are removed on every path.
 
-use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -540,7 +539,7 @@ pub async fn write_to_dir(
         .take()
         .expect("a new pending archive has its file");
     let out = Output::File(
-        BufWriter::with_capacity(1 << 20, file),
+        BufWriter::with_capacity(1 << 20, store::WriteBehind::new(file)),
         pending.path.clone(),
     );
     let sidecar = Sidecar {
@@ -582,7 +581,7 @@ pub struct Settings {
 
 /// The bytes' destination: a file (synced at the end) or stdout.
 pub enum Output {
-    File(BufWriter<File>, PathBuf),
+    File(BufWriter<store::WriteBehind>, PathBuf),
     Stdout(io::Stdout),
 }
 
@@ -646,7 +645,7 @@ impl Output {
         match self {
             Output::File(w, path) => {
                 let file = w.into_inner().map_err(|e| dest_io(&path, e.error()))?;
-                file.sync_all().map_err(|e| dest_io(&path, &e))
+                file.into_file().sync_all().map_err(|e| dest_io(&path, &e))
             }
             Output::Stdout(mut s) => s.flush().context("stdout"),
         }
@@ -674,8 +673,11 @@ pub async fn stream_volume(
     let volume = helper.volume.clone();
     let (pump, input) =
         bridge::download(engine, &helper.id, &format!("/{MOUNT_DIR}"), Some(counter));
+    // A task of its own, the pump runs on the worker that received the
+    // bytes (no hop to this thread per chunk); it ends once the reader is gone.
+    let pump = tokio::spawn(pump);
     let work = tokio::task::spawn_blocking(move || reframe(input, out, job).map_err(explain_dest));
-    let ((), joined) = tokio::join!(pump, work);
+    let (_, joined) = tokio::join!(pump, work);
     let written = joined.context("the archive writer stopped unexpectedly")?;
     written
         .map_err(explain_mount)
