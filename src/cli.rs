@@ -418,7 +418,7 @@ pub struct ScheduleArgs {
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub config: PathBuf,
 
-    /// Validate the config, print each job's next run times, and exit.
+    /// Validate the config, print each job's next backup and drill times, and exit.
     #[arg(long)]
     pub check_config: bool,
 

@@ -167,3 +167,73 @@ fn passphrase_archives_need_the_passphrase() {
     r.read_to_end(&mut sink).unwrap();
     assert!(!sink.is_empty());
 }
+
+/// An unencrypted archive of `files` small files, so that the manifest
+/// spans several frames.
+fn many_entries(files: u32) -> (Vec<u8>, Vec<super::manifest::Record>) {
+    use super::manifest::Record;
+    let mut w = ArchiveWriter::new(Vec::new(), None, &header(), 3, 0).unwrap();
+    let root = entry("./", EntryKind::Dir, 0);
+    w.append(&root, &mut std::io::empty()).unwrap();
+    let mut records = vec![Record::of(&root, None)];
+    for i in 0..files {
+        let data = format!("file number {i}\n");
+        let mut e = entry(&format!("./f{i:06}"), EntryKind::File, data.len() as u64);
+        e.mtime += i64::from(i);
+        w.append(&e, &mut data.as_bytes()).unwrap();
+        records.push(Record::of(&e, Some(blake3::hash(data.as_bytes()))));
+    }
+    let written = w.finish().unwrap();
+    let manifest = written.trailer.manifest.clone().unwrap();
+    assert_eq!(manifest.entries, u64::from(files) + 1);
+    (written.inner, records)
+}
+
+fn manifest_of(bytes: Vec<u8>) -> std::io::Result<Vec<super::manifest::Record>> {
+    let mut r =
+        ArchiveReader::open(Box::new(std::io::Cursor::new(bytes)), &keys().1, "test").unwrap();
+    let mut all = Vec::new();
+    while let Some(chunk) = r.next_manifest()? {
+        all.extend(chunk);
+    }
+    Ok(all)
+}
+
+#[test]
+fn the_manifest_records_every_entry_across_several_frames() {
+    let (bytes, records) = many_entries(20_000);
+    // 20,001 records of about 180 bytes of JSON: several 1 MiB chunks,
+    // each after the data frame holding its entries.
+    let frames = bytes
+        .windows(9)
+        .filter(|w| w[..4] == 0x184D_2A5Eu32.to_le_bytes())
+        .count();
+    assert!(frames >= 5, "{frames} volsafe frames");
+    assert_eq!(manifest_of(bytes.clone()).unwrap(), records);
+    // The tar is still the concatenation of the data frames, for zstd -d
+    // and for volsafe.
+    let s = read_all(bytes.clone(), &keys().1).unwrap();
+    assert_eq!(s.entries, 20_001);
+    let tar = zstd::decode_all(&bytes[..]).unwrap();
+    assert_eq!(tar.len() as u64, s.tar_bytes);
+}
+
+#[test]
+fn a_changed_manifest_frame_is_damage() {
+    let (mut bytes, _) = many_entries(50);
+    // Change one digit of one mtime inside the (only) manifest frame; the
+    // JSON stays valid, so only the trailer's record of it can tell.
+    let needle = b"\"mtime\":1700000007";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("record in the manifest");
+    bytes[at + needle.len() - 1] = b'8';
+    let err = read_all(bytes.clone(), &keys().1).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("manifest frames differ"),
+        "{err:#}"
+    );
+    let err = manifest_of(bytes).unwrap_err();
+    assert!(err.to_string().contains("manifest frames differ"), "{err}");
+}
