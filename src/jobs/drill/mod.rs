@@ -507,7 +507,17 @@ impl Drill<'_> {
         };
         helper.remove(self.engine).await;
         let ((), worked) = joined?;
-        worked.context("the comparison stopped unexpectedly")?
+        // The restore already proved the archive whole, manifest included:
+        // what fails here is reading the volume back, an error of the drill.
+        worked
+            .context("the comparison stopped unexpectedly")?
+            .map_err(|e| match find_user_error(&e) {
+                Some(_) => e,
+                None => failed(
+                    format!("volume {volume}: cannot compare it ({e:#})"),
+                    "see the daemon's log, and run the drill again",
+                ),
+            })
     }
 
     /// Lists what changed in the live volume since the backup.
