@@ -15,6 +15,11 @@ use super::tarstream::{Entry, EntryKind};
 
 /// A chunk is closed once its JSON reaches this size.
 pub const CHUNK_BYTES: usize = 1 << 20;
+/// The most JSON a reader takes from one chunk (a chunk is closed after the
+/// record that reaches [`CHUNK_BYTES`]; one record is at most a few MiB).
+const MAX_CHUNK_JSON: usize = 16 << 20;
+/// zstd level of the chunks: their JSON shrinks about tenfold.
+const CHUNK_LEVEL: i32 = 3;
 
 /// A name or link target: text when it is UTF-8, hex bytes otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,13 +150,22 @@ pub struct Chunk {
     pub entries: Vec<Record>,
 }
 
+/// Reads one frame's payload back into records.
+pub fn decode(payload: &[u8]) -> io::Result<Vec<Record>> {
+    let json = zstd::bulk::decompress(payload, MAX_CHUNK_JSON)?;
+    let chunk: Chunk =
+        serde_json::from_slice(&json).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(chunk.entries)
+}
+
 /// What the trailer says about the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     /// Records in all kind-3 frames; equals the trailer's `entries`.
     pub entries: u64,
     pub frames: u64,
-    /// BLAKE3 of the kind-3 frames' JSON, concatenated in order.
+    /// BLAKE3 of the kind-3 frames' payloads (after the kind byte),
+    /// concatenated in order.
     pub blake3: String,
 }
 
@@ -194,17 +208,19 @@ impl Builder {
         self.json.len() >= CHUNK_BYTES
     }
 
-    /// Closes the open chunk and returns its JSON; `None` when it is empty.
-    pub fn take(&mut self) -> Option<Vec<u8>> {
+    /// Closes the open chunk and returns the frame's payload (the chunk's
+    /// JSON, zstd-compressed); `None` when the chunk is empty.
+    pub fn take(&mut self) -> io::Result<Option<Vec<u8>>> {
         if self.in_chunk == 0 {
-            return None;
+            return Ok(None);
         }
         self.json.extend_from_slice(b"]}");
-        self.hasher.update(&self.json);
+        let payload = zstd::bulk::compress(&self.json, CHUNK_LEVEL)?;
+        self.hasher.update(&payload);
+        self.json.clear();
         self.in_chunk = 0;
         self.frames += 1;
-        let next = Vec::with_capacity(CHUNK_BYTES + 4096);
-        Some(std::mem::replace(&mut self.json, next))
+        Ok(Some(payload))
     }
 
     pub fn totals(&self) -> Totals {
@@ -288,12 +304,11 @@ mod tests {
         };
         b.push(&rec).unwrap();
         b.push(&rec).unwrap();
-        let json = b.take().unwrap();
-        let chunk: Chunk = serde_json::from_slice(&json).unwrap();
-        assert_eq!(chunk.entries, vec![rec.clone(), rec]);
-        assert!(b.take().is_none());
+        let payload = b.take().unwrap().unwrap();
+        assert_eq!(decode(&payload).unwrap(), vec![rec.clone(), rec]);
+        assert!(b.take().unwrap().is_none());
         let t = b.totals();
         assert_eq!((t.entries, t.frames), (2, 1));
-        assert_eq!(t.blake3, blake3::hash(&json).to_hex().to_string());
+        assert_eq!(t.blake3, blake3::hash(&payload).to_hex().to_string());
     }
 }

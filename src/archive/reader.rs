@@ -263,9 +263,9 @@ impl ArchiveReader {
                         self.trailer = Some(parse_trailer(&json)?);
                     } else if kind == FrameKind::Manifest as u8 {
                         self.manifest.add(&json);
-                        let chunk: manifest::Chunk = serde_json::from_slice(&json)
+                        let records = manifest::decode(&json)
                             .map_err(|e| invalid(format!("unreadable manifest frame: {e}")))?;
-                        return Ok(Some(chunk.entries));
+                        return Ok(Some(records));
                     }
                 }
                 Some(_) => {

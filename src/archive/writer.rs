@@ -382,7 +382,7 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
     }
 
     fn write_manifest(&mut self) -> io::Result<()> {
-        if let Some(json) = self.manifest.take() {
+        if let Some(json) = self.manifest.take()? {
             let sink = self.tar.get_mut().zstd.get_mut();
             meta::write_frame(sink, FrameKind::Manifest, &json)?;
         }
@@ -406,7 +406,7 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
         let digest = self.tar.finish()?;
         let (zstd, tar_bytes, tar_sha256) = digest.finish()?;
         let mut sink = zstd.finish()?.finish()?;
-        if let Some(json) = manifest.take() {
+        if let Some(json) = manifest.take()? {
             meta::write_frame(&mut sink, FrameKind::Manifest, &json)?;
         }
         let trailer = Trailer {

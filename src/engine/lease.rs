@@ -336,6 +336,9 @@ async fn sweep_scratch(engine: &Engine, me: &str) -> Result<()> {
         let Some(owner) = v.labels.get(LABEL_OWNER) else {
             continue;
         };
+        if v.labels.contains_key(crate::jobs::drill::LABEL_KEEP) {
+            continue;
+        }
         if owner == me || alive(engine, owner).await.unwrap_or(true) {
             continue;
         }

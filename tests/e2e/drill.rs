@@ -426,3 +426,72 @@ fn strip_manifest(archive: &Path) {
     side["sha256"] = hex::encode(sha2::Sha256::digest(&out)).into();
     std::fs::write(&sidecar, serde_json::to_vec(&side).unwrap()).unwrap();
 }
+
+/// Mtimes the Engine cannot restore (before 1970, after 2262) are a known
+/// limit: noted, never a failed proof.
+#[test]
+fn mtimes_the_engine_cannot_restore_are_noted_not_failed() {
+    let source = Volume::new("drillepoch");
+    let _guard = ScratchGuard(source.name().to_owned());
+    fill(
+        &source,
+        "echo x > /v/old && touch -d '1960-01-01 00:00:00' /v/old && echo y > /v/new",
+    );
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    backup(source.name(), dest.path(), &key, &[]);
+    let run = drill(dest.path(), source.name(), &key, &[]);
+    run.assert_ok();
+    let v = only_volume(&run);
+    assert!(
+        v["notes"].as_array().unwrap().iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .starts_with("1 entries have an mtime before 1970")),
+        "{run}"
+    );
+    assert_clean(source.name());
+}
+
+/// A kept scratch volume survives later runs (their sweep of leftovers),
+/// holds the restored data, and a changed sidecar time fails the proof.
+#[test]
+fn kept_scratch_survives_and_a_forged_sidecar_time_fails() {
+    let source = Volume::new("drillkeep");
+    let _guard = ScratchGuard(source.name().to_owned());
+    fill(&source, "echo kept > /v/file");
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let archive = backup(source.name(), dest.path(), &key, &[]);
+    let run = drill(dest.path(), source.name(), &key, &["--keep-scratch"]);
+    run.assert_ok();
+    let kept = only_volume(&run)["scratch"].as_str().unwrap().to_owned();
+    // Another drill sweeps leftovers first; the kept volume stays.
+    drill(dest.path(), source.name(), &key, &[]).assert_ok();
+    let mount = format!("{kept}:/v");
+    let out = docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &mount,
+        test_image(),
+        "cat",
+        "/v/file",
+    ]);
+    assert_eq!(out.trim(), "kept");
+    crate::common::remove_containers_of(&kept);
+    docker_ok(&["volume", "rm", &kept]);
+
+    // A sidecar claiming a newer archive cannot pass --max-age.
+    let sidecar = std::path::PathBuf::from(format!("{}.json", archive.display()));
+    let text = std::fs::read_to_string(&sidecar).unwrap();
+    let mut side: serde_json::Value = serde_json::from_str(&text).unwrap();
+    side["created"] = "2099-01-01T00:00:00.000Z".into();
+    std::fs::write(&sidecar, serde_json::to_vec(&side).unwrap()).unwrap();
+    let run = drill(dest.path(), source.name(), &key, &["--max-age", "1h"]);
+    assert_eq!(run.code, Some(3), "{run}");
+    assert!(run.stdout.contains("the sidecar was changed"), "{run}");
+    assert_clean(source.name());
+}

@@ -157,6 +157,17 @@ pub struct Outcome {
     pub changed: u64,
     /// The first [`NAMED`] differences, in walk order.
     pub first: Vec<Difference>,
+    /// Entries whose mtime the Engine cannot set (see [`engine_clamps`]),
+    /// found at 1970-01-01 and so not compared by mtime.
+    pub clamped_mtimes: u64,
+}
+
+/// Whether the Engine sets this mtime as 0 when it extracts: it refuses
+/// times before 1970 and after 2262-04-11 (Go's nanosecond range) and puts
+/// in the epoch instead.
+pub fn engine_clamps(mtime: i64) -> bool {
+    const MAX: i64 = i64::MAX / 1_000_000_000;
+    !(0..=MAX).contains(&mtime)
 }
 
 impl Outcome {
@@ -245,8 +256,12 @@ pub fn compare(
             }
             std::cmp::Ordering::Equal => {
                 let (x, y) = (e.take(), f.take());
-                let (x, y) = (x.expect("both present"), y.expect("both present"));
+                let (x, mut y) = (x.expect("both present"), y.expect("both present"));
                 out.entries += 1;
+                if engine_clamps(x.mtime) && y.mtime == 0 {
+                    y.mtime = x.mtime;
+                    out.clamped_mtimes += 1;
+                }
                 let diffs = x.differences(&y);
                 if !diffs.is_empty() {
                     out.changed += 1;
@@ -350,6 +365,24 @@ mod tests {
         assert_eq!(out.changed, 1);
         assert_eq!(out.first[0].path, "./f0999");
         assert_eq!(out.first[0].problem, "mtime 1 -> 2");
+    }
+
+    #[test]
+    fn mtimes_the_engine_cannot_set_are_not_mismatches() {
+        let mut old = rec("./old", "x");
+        old.mtime = -315_619_200;
+        let mut future = rec("./z", "x");
+        future.mtime = 10_413_792_000;
+        let expected = vec![rec("./", ""), old.clone(), future.clone()];
+        let mut found = expected.clone();
+        found[1].mtime = 0;
+        found[2].mtime = 0;
+        let out = run(expected.clone(), found).unwrap();
+        assert_eq!((out.differences(), out.clamped_mtimes), (0, 2));
+        // Any other mtime is still a mismatch.
+        let mut found = expected.clone();
+        found[1].mtime = 5;
+        assert_eq!(run(expected, found).unwrap().changed, 1);
     }
 
     #[test]

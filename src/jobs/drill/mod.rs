@@ -38,6 +38,8 @@ use compare::{Manifest, Outcome, Records, Wording};
 
 /// The role label of scratch volumes.
 pub const ROLE_DRILL: &str = "drill";
+/// Marks a scratch volume kept with `--keep-scratch`: never swept.
+pub const LABEL_KEEP: &str = "io.volsafe.keep";
 
 /// A checked drill request.
 #[derive(Clone)]
@@ -141,7 +143,10 @@ impl VolumeReport {
     /// Records a step's error as a failed proof (the archive does not
     /// restore) or as an error of the drill itself (daemon, keys, disk).
     fn step_failed(&mut self, e: &anyhow::Error) {
-        let text = secrets::scrub(&format!("{e:#}"));
+        let mut text = secrets::scrub(&format!("{e:#}"));
+        if let Some(hint) = find_user_error(e).and_then(|u| u.hint.as_deref()) {
+            text = format!("{text} (hint: {hint})");
+        }
         match find_user_error(e).map(|u| u.kind) {
             Some(Kind::Integrity) | None => self.fail(text),
             Some(_) => self.error(text),
@@ -208,8 +213,11 @@ fn select(plan: &Plan, daemon: &str) -> Result<Vec<(String, Option<Listed>)>> {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         return Ok(out);
     }
-    Ok(plan
-        .volumes
+    let mut named = plan.volumes.clone();
+    named.dedup();
+    let mut seen = std::collections::HashSet::new();
+    named.retain(|v| seen.insert(v.clone()));
+    Ok(named
         .iter()
         .map(|v| {
             let newest = listed.iter().find(|l| l.volume == *v).cloned();
@@ -300,36 +308,43 @@ impl Drill<'_> {
         };
         report.archive = Some(archive.path.clone());
         report.created = Some(archive.created.clone());
-        let age = age_of(&archive.created);
-        report.rpo_seconds = age.map(|a| a.as_secs_f64());
-        if let (Some(max), Some(age)) = (self.plan.max_age, age) {
-            if age > max {
+        // The sidecar's time is checked against the header's after the
+        // restore; until then it is the best guess.
+        self.judge_age(&mut report, &archive.created);
+        let header = match self.open(&archive.path).await {
+            Ok(header) => header,
+            Err(e) => return stop_or_record(report, e),
+        };
+        if let Some(h) = &header {
+            if h.created != archive.created {
                 report.fail(format!(
-                    "the newest archive is {} old, more than --max-age {}",
-                    humantime::format_duration(Duration::from_secs(age.as_secs())),
-                    humantime::format_duration(max)
+                    "the sidecar says the archive was made at {}, its header says {}: the sidecar was changed",
+                    archive.created, h.created
                 ));
+                report.created = Some(h.created.clone());
+                report.problems.retain(|p| !p.contains("--max-age"));
+                self.judge_age(&mut report, &h.created);
             }
         }
-        if let Err(e) = self.check_file(&archive.path).await {
-            report.step_failed(&e);
-            return Ok(report);
-        }
         let scratch = scratch_name(name);
+        let mut labels: std::collections::BTreeMap<String, String> = [
+            (LABEL_ROLE.to_owned(), ROLE_DRILL.to_owned()),
+            (LABEL_OWNER.to_owned(), self.lease.id.clone()),
+            (LABEL_VOLUME.to_owned(), name.to_owned()),
+        ]
+        .into();
+        if self.plan.keep_scratch {
+            // Kept on purpose: the sweep of leftovers leaves it alone.
+            labels.insert(LABEL_KEEP.to_owned(), "true".to_owned());
+        }
         let spec = VolumeSpec {
             name: scratch.clone(),
             driver: "local".to_owned(),
-            labels: [
-                (LABEL_ROLE.to_owned(), ROLE_DRILL.to_owned()),
-                (LABEL_OWNER.to_owned(), self.lease.id.clone()),
-                (LABEL_VOLUME.to_owned(), name.to_owned()),
-            ]
-            .into(),
+            labels,
             options: Default::default(),
         };
         if let Err(e) = volume::create(self.engine, &spec).await {
-            report.step_failed(&e);
-            return Ok(report);
+            return stop_or_record(report, e);
         }
         let result = self.prove(&mut report, &archive.path, &scratch).await;
         if self.plan.keep_scratch {
@@ -339,14 +354,48 @@ impl Drill<'_> {
             tracing::warn!(volume = %scratch, error = %format!("{e:#}"),
                 "cannot remove the scratch volume; the next volsafe run removes it");
         }
-        match result {
-            Ok(()) => Ok(report),
-            Err(e) if matches!(exit_for(&e), Exit::Interrupted(_)) => Err(e),
-            Err(e) => {
-                report.step_failed(&e);
-                Ok(report)
+        if let Err(e) = result {
+            return stop_or_record(report, e);
+        }
+        match self.shutdown.signal() {
+            Some(s) => Err(interrupted(s)),
+            None => Ok(report),
+        }
+    }
+
+    /// RPO from `created`, and the `--max-age` verdict.
+    fn judge_age(&self, report: &mut VolumeReport, created: &str) {
+        let Some(age) = age_of(created) else {
+            report.fail(format!(
+                "cannot tell the archive's age: {created:?} is not a time"
+            ));
+            return;
+        };
+        report.rpo_seconds = Some(age.as_secs_f64());
+        if let Some(max) = self.plan.max_age {
+            if age > max {
+                report.fail(format!(
+                    "the newest archive is {} old, more than --max-age {}",
+                    humantime::format_duration(Duration::from_secs(age.as_secs())),
+                    humantime::format_duration(max)
+                ));
             }
         }
+    }
+
+    /// Checks the file against its sidecar, then opens it: a wrong key or
+    /// a damaged start fails here, before a scratch volume exists. Returns
+    /// the archive's header.
+    async fn open(&self, archive: &Path) -> Result<Option<Header>> {
+        self.check_file(archive).await?;
+        let (path, keys) = (archive.to_path_buf(), self.plan.keys.clone());
+        let work = tokio::task::spawn_blocking(move || -> Result<Option<Header>> {
+            let label = format!("archive {}", path.display());
+            let reader = stream::open_archive(&path, &keys, &label, None)?;
+            Ok(reader.header().cloned())
+        });
+        work.await
+            .context("the archive reader stopped unexpectedly")?
     }
 
     /// Restore, compare, and compare with the live volume when asked.
@@ -405,6 +454,12 @@ impl Drill<'_> {
             report.entries_checked = outcome.entries;
             report.bytes_checked = bytes;
             report.mismatches = outcome.differences();
+            if outcome.clamped_mtimes > 0 {
+                report.notes.push(format!(
+                    "{} entries have an mtime before 1970 or after 2262, which the Docker Engine restores as 1970-01-01; their mtimes were not compared",
+                    outcome.clamped_mtimes
+                ));
+            }
             report.first_mismatches = outcome.first.clone();
             if outcome.differences() > 0 {
                 report.fail(format!(
@@ -557,6 +612,12 @@ impl Drill<'_> {
     /// Notes where the recorded driver, labels and options differ from the
     /// live volume's (the scratch volume never uses them).
     async fn compare_settings(&self, report: &mut VolumeReport, header: &Header) {
+        if header.daemon != self.engine.name {
+            report.notes.push(format!(
+                "the archive comes from daemon {}; the live volume compared with it is this daemon's ({}) volume of the same name",
+                header.daemon, self.engine.name
+            ));
+        }
         let Ok(Some(live)) = volume::inspect(self.engine, &header.volume).await else {
             report.notes.push(format!(
                 "volume {} does not exist on this daemon: a restore would create it from the archive's records (driver {}, {} labels, {} driver options)",
@@ -595,6 +656,16 @@ impl Drill<'_> {
             }
         }
     }
+}
+
+/// Hands an interruption on (the caller stops); records anything else in
+/// the report.
+fn stop_or_record(mut report: VolumeReport, e: anyhow::Error) -> Result<VolumeReport> {
+    if matches!(exit_for(&e), Exit::Interrupted(_)) {
+        return Err(e);
+    }
+    report.step_failed(&e);
+    Ok(report)
 }
 
 /// How old an archive made at `created` (RFC 3339) is now.
