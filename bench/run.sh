@@ -281,23 +281,38 @@ median() {
         awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-le32() { od -An -t u4 --endian=little -j "$2" -N 4 "$1" | tr -d ' '; }
 
 # Bytes of the zstd data frames of an age-encrypted volsafe archive: the
-# payload less its leading header frame and its trailing trailer frame.
+# payload less every volsafe frame (header, manifest chunks, trailer).
+# Walks the frames with python3: skippable frames by their length, data
+# frames block by block.
 data_frame_bytes() {
-    local payload="$work/payload" size hdr tail_n off tr
+    local payload="$work/payload"
     age -d -i "$work/key.txt" "$1" >"$payload"
-    size=$(stat -c %s "$payload")
-    [ "$(le32 "$payload" 0)" = $((0x184D2A5E)) ] || die "$1: no volsafe header frame"
-    hdr=$((8 + $(le32 "$payload" 4)))
-    tail_n=$((size < 4096 ? size : 4096))
-    tail -c "$tail_n" "$payload" >"$work/tail"
-    off=$(LC_ALL=C grep -aobP '\x5e\x2a\x4d\x18' "$work/tail" | tail -n 1 | cut -d: -f1)
-    [ -n "$off" ] || die "$1: no trailer frame"
-    tr=$((8 + $(le32 "$work/tail" $((off + 4)))))
-    [ $((off + tr)) -eq "$tail_n" ] || die "$1: the trailer frame does not end the payload"
-    echo $((size - hdr - tr))
+    command -v python3 >/dev/null || die "python3 is needed to measure frame sizes"
+    python3 - "$payload" <<'PY' || die "$1: not a sequence of zstd frames"
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+pos, frames = 0, 0
+while pos < len(data):
+    magic, = struct.unpack_from("<I", data, pos)
+    if magic & 0xFFFFFFF0 == 0x184D2A50:
+        pos += 8 + struct.unpack_from("<I", data, pos + 4)[0]
+        continue
+    if magic != 0xFD2FB528:
+        sys.exit(1)
+    start, d = pos, data[pos + 4]
+    single = d & 0x20
+    pos += 5 + (0 if single else 1) + [0, 1, 2, 4][d & 3] + [1 if single else 0, 2, 4, 8][d >> 6]
+    while True:
+        h = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
+        pos += 3 + (1 if (h >> 1) & 3 == 1 else h >> 3)
+        if h & 1:
+            break
+    pos += 4 if d & 4 else 0
+    frames += pos - start
+print(frames)
+PY
 }
 
 # --- One data set ------------------------------------------------------------
