@@ -434,7 +434,6 @@ impl Drill<'_> {
         )
         .await?;
         report.rto_seconds = Some(started.elapsed().as_secs_f64());
-        test_hook(scratch).await?;
 
         let (header, has_manifest) = self.manifest_of(archive).await?;
         report.manifest = Some(has_manifest);
@@ -679,33 +678,6 @@ fn age_of(created: &str) -> Option<Duration> {
 fn scratch_name(volume: &str) -> String {
     let short: String = volume.chars().take(64).collect();
     format!("volsafe-drill-{short}-{}", lease::random_id())
-}
-
-/// Test builds only: runs `$VOLSAFE_TEST_DRILL_HOOK` between the restore
-/// and the comparison, with the scratch volume in `$VOLSAFE_DRILL_SCRATCH`,
-/// so tests can alter the restored data and see the drill catch it.
-#[cfg(debug_assertions)]
-async fn test_hook(scratch: &str) -> Result<()> {
-    let Ok(hook) = std::env::var("VOLSAFE_TEST_DRILL_HOOK") else {
-        return Ok(());
-    };
-    let scratch = scratch.to_owned();
-    let status = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&hook)
-            .env("VOLSAFE_DRILL_SCRATCH", scratch)
-            .status()
-    })
-    .await?
-    .context("running the test hook")?;
-    anyhow::ensure!(status.success(), "the test hook failed: {status}");
-    Ok(())
-}
-
-#[cfg(not(debug_assertions))]
-async fn test_hook(_scratch: &str) -> Result<()> {
-    Ok(())
 }
 
 fn seconds(s: Option<f64>) -> String {
