@@ -412,6 +412,7 @@ impl WriteBehind {
         self.file
     }
 
+    #[cfg(target_os = "linux")]
     fn start_writeback(&mut self) {
         use std::os::fd::AsRawFd;
         let (Ok(offset), Ok(len)) = (
@@ -423,14 +424,23 @@ impl WriteBehind {
         // SAFETY: a plain system call on a descriptor this struct owns; it
         // reads and writes no memory of ours. A failure only leaves the work
         // to the final fsync.
-        unsafe {
+        let r = unsafe {
             libc::sync_file_range(
                 self.file.as_raw_fd(),
                 offset,
                 len,
                 libc::SYNC_FILE_RANGE_WRITE,
-            );
+            )
+        };
+        if r != 0 {
+            tracing::debug!(error = %io::Error::last_os_error(), "sync_file_range failed; the fsync at the end does the work");
         }
+        self.started = self.written;
+    }
+
+    /// Elsewhere the fsync at the end does all the work.
+    #[cfg(not(target_os = "linux"))]
+    fn start_writeback(&mut self) {
         self.started = self.written;
     }
 }

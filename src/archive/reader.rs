@@ -277,7 +277,15 @@ impl ArchiveReader {
 
     /// The manifest frames read must be the ones the trailer describes.
     fn check_manifest(&mut self) -> io::Result<()> {
+        if self.header.is_some() && self.trailer.is_none() {
+            return Err(invalid("the archive ends before its trailer (truncated)"));
+        }
         let Some(expected) = self.trailer.as_ref().and_then(|t| t.manifest.as_ref()) else {
+            if self.manifest.frames > 0 {
+                return Err(invalid(
+                    "the archive has manifest frames its trailer does not record (damaged archive)",
+                ));
+            }
             return Ok(());
         };
         let digest = self.manifest.hasher.finalize().to_hex().to_string();

@@ -113,7 +113,11 @@ pub fn run(plan: Plan, shutdown: &Shutdown) -> Result<Exit> {
 
 /// Compares the file with its sidecar. A missing sidecar is fine when the
 /// content will be checked whole; otherwise there is nothing to check.
-fn check_sidecar(path: &Path, whole: bool, shutdown: &Shutdown) -> Result<Option<String>> {
+pub(crate) fn check_sidecar(
+    path: &Path,
+    whole: bool,
+    shutdown: &Shutdown,
+) -> Result<Option<String>> {
     let side_path = store::sidecar_path(path);
     let Some(side) = store::read_sidecar(path) else {
         if side_path.exists() {

@@ -135,6 +135,7 @@ async fn attempt(
     match runner::resolve(&engine, job).await {
         Ok(v) => d.volumes = v,
         Err(e) => {
+            let e = e.context(format!("job {}: drill", job.name));
             crate::report_error(&e);
             d.error = Some(format!("{e:#}"));
             return d;

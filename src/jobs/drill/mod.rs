@@ -144,12 +144,13 @@ impl VolumeReport {
     /// restore) or as an error of the drill itself (daemon, keys, disk).
     fn step_failed(&mut self, e: &anyhow::Error) {
         let mut text = secrets::scrub(&format!("{e:#}"));
-        if let Some(hint) = find_user_error(e).and_then(|u| u.hint.as_deref()) {
+        let user = find_user_error(e);
+        if let Some(hint) = user.and_then(|u| u.hint.as_deref()) {
             text = format!("{text} (hint: {hint})");
         }
-        match find_user_error(e).map(|u| u.kind) {
-            Some(Kind::Integrity) | None => self.fail(text),
-            Some(_) => self.error(text),
+        match user.map(|u| u.kind) {
+            Some(Kind::Integrity) => self.fail(text),
+            _ => self.error(text),
         }
     }
 }
@@ -214,7 +215,6 @@ fn select(plan: &Plan, daemon: &str) -> Result<Vec<(String, Option<Listed>)>> {
         return Ok(out);
     }
     let mut named = plan.volumes.clone();
-    named.dedup();
     let mut seen = std::collections::HashSet::new();
     named.retain(|v| seen.insert(v.clone()));
     Ok(named
@@ -301,31 +301,32 @@ impl Drill<'_> {
         let mut report = VolumeReport::new(name);
         let Some(archive) = newest else {
             report.fail(format!(
-                "no committed archive of volume {name} in {}",
+                "no committed archive of volume {name} in {} (archives of other daemons are left out; see `volsafe list DIR`, or pass --daemon NAME)",
                 self.plan.dir.display()
             ));
             return Ok(report);
         };
         report.archive = Some(archive.path.clone());
         report.created = Some(archive.created.clone());
-        // The sidecar's time is checked against the header's after the
-        // restore; until then it is the best guess.
-        self.judge_age(&mut report, &archive.created);
         let header = match self.open(&archive.path).await {
             Ok(header) => header,
             Err(e) => return stop_or_record(report, e),
         };
-        if let Some(h) = &header {
-            if h.created != archive.created {
+        // The header travels inside the archive (encrypted, when it is);
+        // the sidecar beside it could have been edited.
+        let created = match &header {
+            Some(h) if h.created != archive.created => {
                 report.fail(format!(
                     "the sidecar says the archive was made at {}, its header says {}: the sidecar was changed",
                     archive.created, h.created
                 ));
-                report.created = Some(h.created.clone());
-                report.problems.retain(|p| !p.contains("--max-age"));
-                self.judge_age(&mut report, &h.created);
+                h.created.clone()
             }
-        }
+            Some(h) => h.created.clone(),
+            None => archive.created.clone(),
+        };
+        report.created = Some(created.clone());
+        self.judge_age(&mut report, &created);
         let scratch = scratch_name(name);
         let mut labels: std::collections::BTreeMap<String, String> = [
             (LABEL_ROLE.to_owned(), ROLE_DRILL.to_owned()),
@@ -432,7 +433,16 @@ impl Drill<'_> {
             scratch,
             Some(self.shutdown),
         )
-        .await?;
+        .await
+        .map_err(|e| match find_user_error(&e) {
+            Some(_) => e,
+            // The reader's own errors (zstd, tar, age chunks): the archive
+            // does not restore, which is what a drill is there to find.
+            None => crate::error::integrity(
+                format!("{e:#}"),
+                "the archive is damaged; use another backup, and back up again",
+            ),
+        })?;
         report.rto_seconds = Some(started.elapsed().as_secs_f64());
 
         let (header, has_manifest) = self.manifest_of(archive).await?;
@@ -473,37 +483,12 @@ impl Drill<'_> {
         Ok(())
     }
 
-    /// The archive file against its sidecar (size and SHA-256).
+    /// The archive file against its sidecar (size and SHA-256), as
+    /// `volsafe verify` checks it; reading stops at a signal.
     async fn check_file(&self, archive: &Path) -> Result<()> {
-        let path = archive.to_path_buf();
-        let work = tokio::task::spawn_blocking(move || -> Result<()> {
-            let side = store::read_sidecar(&path).ok_or_else(|| {
-                crate::error::integrity(
-                    format!("archive {}: its sidecar is unreadable", path.display()),
-                    "run `volsafe verify` on it",
-                )
-            })?;
-            let file = std::fs::File::open(&path).map_err(|e| {
-                failed(
-                    format!("archive {}: cannot open ({e})", path.display()),
-                    "check that this user may read it",
-                )
-            })?;
-            let mut reader = crate::archive::digest::DigestReader::new(file);
-            std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| {
-                failed(format!("archive {}: {e}", path.display()), "check the disk")
-            })?;
-            let (_, size, sha) = reader.finish();
-            if size != side.size || sha != side.sha256 {
-                return Err(crate::error::integrity(
-                    format!(
-                        "archive {}: its size or SHA-256 differs from its sidecar's",
-                        path.display()
-                    ),
-                    "the archive is damaged or was changed; use another backup",
-                ));
-            }
-            Ok(())
+        let (path, shutdown) = (archive.to_path_buf(), self.shutdown.clone());
+        let work = tokio::task::spawn_blocking(move || {
+            super::verify::check_sidecar(&path, true, &shutdown).map(|_| ())
         });
         tokio::select! {
             r = work => r.context("the archive check stopped unexpectedly")?,
@@ -617,15 +602,25 @@ impl Drill<'_> {
                 header.daemon, self.engine.name
             ));
         }
-        let Ok(Some(live)) = volume::inspect(self.engine, &header.volume).await else {
-            report.notes.push(format!(
+        let live = match volume::inspect(self.engine, &header.volume).await {
+            Ok(Some(live)) => live,
+            Err(e) => {
+                report.notes.push(format!(
+                    "cannot compare the archive's settings with volume {}: {e:#}",
+                    header.volume
+                ));
+                return;
+            }
+            Ok(None) => {
+                report.notes.push(format!(
                 "volume {} does not exist on this daemon: a restore would create it from the archive's records (driver {}, {} labels, {} driver options)",
                 header.volume,
                 if header.driver.is_empty() { "local" } else { &header.driver },
                 header.labels.len(),
                 header.driver_options.len()
             ));
-            return;
+                return;
+            }
         };
         if !header.driver.is_empty() && header.driver != live.driver {
             report.notes.push(format!(
