@@ -7,28 +7,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::{
-    assert_no_leftovers, backup, docker, docker_ok, fill, path_str, test_image, volsafe,
-    volsafe_command, AgeKey, Run, Volume,
+    assert_no_leftovers, backup, docker_ok, fill, path_str, scratch_volumes, test_image, volsafe,
+    volsafe_command, AgeKey, Run, ScratchGuard, Volume,
 };
 use crate::fixtures;
 use crate::lifecycle::wait_for;
-
-/// Scratch volumes of drills of `volume` still on the daemon.
-fn scratch_volumes(volume: &str) -> Vec<String> {
-    let filter = format!("label=io.volsafe.volume={volume}");
-    docker_ok(&[
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        "label=io.volsafe.role=drill",
-        "--filter",
-        &filter,
-    ])
-    .lines()
-    .map(str::to_owned)
-    .collect()
-}
 
 fn assert_clean(volume: &str) {
     assert_eq!(
@@ -39,19 +22,6 @@ fn assert_clean(volume: &str) {
     assert_no_leftovers(volume);
     for s in scratch_volumes(volume) {
         assert_no_leftovers(&s);
-    }
-}
-
-/// Removes any scratch volume of `volume` when dropped (the tests assert
-/// there are none; this keeps the daemon clean when they fail).
-struct ScratchGuard(String);
-
-impl Drop for ScratchGuard {
-    fn drop(&mut self) {
-        for s in scratch_volumes(&self.0) {
-            crate::common::remove_containers_of(&s);
-            docker(&["volume", "rm", "-f", &s]);
-        }
     }
 }
 

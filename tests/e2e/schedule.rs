@@ -426,36 +426,6 @@ fn a_failed_run_notifies() {
     assert!(!missing.exists(), "the missing volume was created");
 }
 
-/// Scratch volumes of drills of `volume` still on the daemon.
-fn scratch_volumes(volume: &str) -> Vec<String> {
-    let filter = format!("label=io.volsafe.volume={volume}");
-    docker_ok(&[
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        "label=io.volsafe.role=drill",
-        "--filter",
-        &filter,
-    ])
-    .lines()
-    .map(str::to_owned)
-    .collect()
-}
-
-/// Removes any scratch volume of `volume` (and its containers) when
-/// dropped, so a failing test leaves the daemon clean.
-struct ScratchGuard(String);
-
-impl Drop for ScratchGuard {
-    fn drop(&mut self) {
-        for s in scratch_volumes(&self.0) {
-            remove_containers_of(&s);
-            docker(&["volume", "rm", "-f", &s]);
-        }
-    }
-}
-
 /// `drill = true`: every backup is followed by a drill of the new archive
 /// with the job's identity; /metrics says it passed and how long the
 /// restore took; after SIGTERM no scratch volume or helper is left.

@@ -623,3 +623,34 @@ pub fn corrupt_tail(file: &Path) {
     let mut f = std::fs::File::create(file).expect("rewrite archive");
     f.write_all(&bytes).expect("write archive");
 }
+
+/// Scratch volumes of drills of `volume` still on the daemon.
+pub fn scratch_volumes(volume: &str) -> Vec<String> {
+    let filter = format!("label=io.volsafe.volume={volume}");
+    docker_ok(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        "label=io.volsafe.role=drill",
+        "--filter",
+        &filter,
+    ])
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// Removes any scratch volume of drills of a volume (and its containers)
+/// when dropped: tests assert there are none; this keeps the daemon clean
+/// when they fail.
+pub struct ScratchGuard(pub String);
+
+impl Drop for ScratchGuard {
+    fn drop(&mut self) {
+        for s in scratch_volumes(&self.0) {
+            remove_containers_of(&s);
+            docker(&["volume", "rm", "-f", &s]);
+        }
+    }
+}
