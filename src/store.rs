@@ -388,15 +388,24 @@ fn scan_volume(
 /// Dirty bytes after which [`WriteBehind`] starts writing them back.
 const WRITE_BEHIND: u64 = 8 << 20;
 
-/// A file that starts writing its data back to disk while it is being
-/// written (Linux `sync_file_range`), so that the fsync which commits an
-/// archive finds little left to do instead of the whole file. Durability
-/// still comes from that fsync alone; this only moves the disk's work
-/// earlier, where it overlaps with reading and compressing.
+/// A file that writes its data back to disk while it is being written
+/// (Linux `sync_file_range`), so that the fsync which commits an archive
+/// finds little left to do instead of the whole file. Writeback of each
+/// window of [`WRITE_BEHIND`] bytes starts as soon as it is written, and
+/// the window before the previous one is waited for, so at most two
+/// windows are ever in flight: the page cache does not fill with the
+/// archive, and the final fsync waits for 16 MiB at most. Durability still
+/// comes from that fsync alone; this only moves the disk's work earlier,
+/// where it overlaps with reading and compressing.
 pub struct WriteBehind {
     file: File,
     written: u64,
+    /// Writeback was started for everything before this offset…
     started: u64,
+    /// …the last window started begins here…
+    window: u64,
+    /// …and everything before this offset is on disk.
+    settled: u64,
 }
 
 impl WriteBehind {
@@ -405,6 +414,8 @@ impl WriteBehind {
             file,
             written: 0,
             started: 0,
+            window: 0,
+            settled: 0,
         }
     }
 
@@ -414,28 +425,35 @@ impl WriteBehind {
 
     #[cfg(target_os = "linux")]
     fn start_writeback(&mut self) {
+        let begin = self.started;
+        self.sync_range(begin, self.written, libc::SYNC_FILE_RANGE_WRITE);
+        if self.window > self.settled {
+            self.sync_range(
+                self.settled,
+                self.window,
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+            );
+            self.settled = self.window;
+        }
+        self.window = begin;
+        self.started = self.written;
+    }
+
+    #[cfg(target_os = "linux")]
+    fn sync_range(&self, from: u64, to: u64, flags: libc::c_uint) {
         use std::os::fd::AsRawFd;
-        let (Ok(offset), Ok(len)) = (
-            i64::try_from(self.started),
-            i64::try_from(self.written - self.started),
-        ) else {
+        let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
             return;
         };
         // SAFETY: a plain system call on a descriptor this struct owns; it
         // reads and writes no memory of ours. A failure only leaves the work
         // to the final fsync.
-        let r = unsafe {
-            libc::sync_file_range(
-                self.file.as_raw_fd(),
-                offset,
-                len,
-                libc::SYNC_FILE_RANGE_WRITE,
-            )
-        };
+        let r = unsafe { libc::sync_file_range(self.file.as_raw_fd(), offset, len, flags) };
         if r != 0 {
             tracing::debug!(error = %io::Error::last_os_error(), "sync_file_range failed; the fsync at the end does the work");
         }
-        self.started = self.written;
     }
 
     /// Elsewhere the fsync at the end does all the work.

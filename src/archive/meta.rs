@@ -69,14 +69,14 @@ pub struct Trailer {
 }
 
 /// Writes one volsafe frame.
-pub fn write_frame<W: Write>(out: &mut W, kind: FrameKind, json: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(TAG.len() + 1 + json.len())
+pub fn write_frame<W: Write>(out: &mut W, kind: FrameKind, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(TAG.len() + 1 + payload.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "metadata frame too large"))?;
     out.write_all(&SKIPPABLE_MAGIC.to_le_bytes())?;
     out.write_all(&len.to_le_bytes())?;
     out.write_all(TAG)?;
     out.write_all(&[kind as u8])?;
-    out.write_all(json)
+    out.write_all(payload)
 }
 
 /// Whether a 4-byte magic number opens a skippable frame.
@@ -86,7 +86,12 @@ pub fn is_skippable(magic: u32) -> bool {
 
 /// A skippable frame that was read: volsafe's kind and JSON, or something to ignore.
 pub enum Skippable {
-    Volsafe { kind: u8, json: Vec<u8> },
+    /// `payload` is JSON for the header and trailer, zstd-compressed JSON
+    /// for a manifest chunk.
+    Volsafe {
+        kind: u8,
+        payload: Vec<u8>,
+    },
     Other,
 }
 
@@ -111,8 +116,8 @@ pub fn read_skippable<R: Read>(input: &mut R) -> io::Result<Skippable> {
         return Ok(Skippable::Other);
     }
     let kind = payload[TAG.len()];
-    let json = payload.split_off(TAG.len() + 1);
-    Ok(Skippable::Volsafe { kind, json })
+    let payload = payload.split_off(TAG.len() + 1);
+    Ok(Skippable::Volsafe { kind, payload })
 }
 
 #[cfg(test)]
@@ -128,9 +133,9 @@ mod tests {
         r.read_exact(&mut magic).unwrap();
         assert!(is_skippable(u32::from_le_bytes(magic)));
         match read_skippable(&mut r).unwrap() {
-            Skippable::Volsafe { kind, json } => {
+            Skippable::Volsafe { kind, payload } => {
                 assert_eq!(kind, FrameKind::Trailer as u8);
-                assert_eq!(json, b"{}");
+                assert_eq!(payload, b"{}");
             }
             Skippable::Other => panic!("frame not recognised"),
         }

@@ -114,9 +114,9 @@ struct ManifestSeen {
 }
 
 impl ManifestSeen {
-    fn add(&mut self, json: &[u8]) {
+    fn add(&mut self, payload: &[u8]) {
         self.frames += 1;
-        self.hasher.update(json);
+        self.hasher.update(payload);
     }
 }
 
@@ -204,7 +204,7 @@ impl ArchiveReader {
                             "the archive is damaged; use another backup",
                         )
                     })?;
-                    if let Skippable::Volsafe { kind, json } = frame {
+                    if let Skippable::Volsafe { kind, payload: json } = frame {
                         if kind == FrameKind::Header as u8 {
                             check_format(&json, source)?;
                             let header: Header = serde_json::from_slice(&json)
@@ -256,14 +256,14 @@ impl ArchiveReader {
                 }
                 Some(m) if m == meta::ZSTD_MAGIC => skip_zstd_frame(input)?,
                 Some(m) if meta::is_skippable(m) => {
-                    let Skippable::Volsafe { kind, json } = meta::read_skippable(input)? else {
+                    let Skippable::Volsafe { kind, payload } = meta::read_skippable(input)? else {
                         continue;
                     };
                     if kind == FrameKind::Trailer as u8 {
-                        self.trailer = Some(parse_trailer(&json)?);
+                        self.trailer = Some(parse_trailer(&payload)?);
                     } else if kind == FrameKind::Manifest as u8 {
-                        self.manifest.add(&json);
-                        let records = manifest::decode(&json)
+                        self.manifest.add(&payload);
+                        let records = manifest::decode(&payload)
                             .map_err(|e| invalid(format!("unreadable manifest frame: {e}")))?;
                         return Ok(Some(records));
                     }
@@ -377,12 +377,13 @@ impl Read for ArchiveReader {
                         self.state = State::Frame(decoder);
                     }
                     Some(m) if meta::is_skippable(m) => {
-                        if let Skippable::Volsafe { kind, json } = meta::read_skippable(&mut input)?
+                        if let Skippable::Volsafe { kind, payload } =
+                            meta::read_skippable(&mut input)?
                         {
                             if kind == FrameKind::Trailer as u8 {
-                                self.trailer = Some(parse_trailer(&json)?);
+                                self.trailer = Some(parse_trailer(&payload)?);
                             } else if kind == FrameKind::Manifest as u8 {
-                                self.manifest.add(&json);
+                                self.manifest.add(&payload);
                             }
                         }
                         self.state = State::Between(input);

@@ -382,9 +382,9 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
     }
 
     fn write_manifest(&mut self) -> io::Result<()> {
-        if let Some(json) = self.manifest.take()? {
+        if let Some(chunk) = self.manifest.take()? {
             let sink = self.tar.get_mut().zstd.get_mut();
-            meta::write_frame(sink, FrameKind::Manifest, &json)?;
+            meta::write_frame(sink, FrameKind::Manifest, &chunk)?;
         }
         Ok(())
     }
@@ -406,8 +406,8 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
         let digest = self.tar.finish()?;
         let (zstd, tar_bytes, tar_sha256) = digest.finish()?;
         let mut sink = zstd.finish()?.finish()?;
-        if let Some(json) = manifest.take()? {
-            meta::write_frame(&mut sink, FrameKind::Manifest, &json)?;
+        if let Some(chunk) = manifest.take()? {
+            meta::write_frame(&mut sink, FrameKind::Manifest, &chunk)?;
         }
         let trailer = Trailer {
             entries,

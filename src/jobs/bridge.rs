@@ -6,6 +6,7 @@
 //! error travels through the channel as an error, never as a clean end, so
 //! a stream cut short can't pass for a complete one.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 
 use bytes::{Bytes, BytesMut};
@@ -18,33 +19,49 @@ pub const CHUNK: usize = 256 * 1024;
 
 pub type Chunk = io::Result<Bytes>;
 
+/// The daemon's stream arrives in HTTP chunks of about 32 KiB (one per
+/// write on its side). They are passed on in batches of at least this many
+/// bytes, as they came (no copy): one hand-off and one wake-up of the
+/// reading thread per batch instead of per chunk.
+const BATCH: usize = 256 * 1024;
+/// Batches in flight per download.
+const BATCH_DEPTH: usize = 4;
+
+type Batch = io::Result<Vec<Bytes>>;
+
 /// Reads what the async side sends; the sender's drop is the end of stream.
 pub struct ChannelReader {
-    rx: mpsc::Receiver<Chunk>,
-    current: Bytes,
+    rx: mpsc::Receiver<Batch>,
+    pending: VecDeque<Bytes>,
 }
 
 impl ChannelReader {
-    pub fn new(rx: mpsc::Receiver<Chunk>) -> Self {
+    fn new(rx: mpsc::Receiver<Batch>) -> Self {
         ChannelReader {
             rx,
-            current: Bytes::new(),
+            pending: VecDeque::new(),
         }
     }
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                None => return Ok(0),
-                Some(Err(e)) => return Err(e),
-                Some(Ok(b)) => self.current = b,
+        let current = loop {
+            match self.pending.front_mut() {
+                Some(b) if !b.is_empty() => break b,
+                Some(_) => {
+                    self.pending.pop_front();
+                }
+                None => match self.rx.blocking_recv() {
+                    None => return Ok(0),
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(batch)) => self.pending.extend(batch),
+                },
             }
-        }
-        let n = self.current.len().min(buf.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        let _ = self.current.split_to(n);
+        };
+        let n = current.len().min(buf.len());
+        buf[..n].copy_from_slice(&current[..n]);
+        let _ = current.split_to(n);
         Ok(n)
     }
 }
@@ -119,7 +136,7 @@ pub fn download(
     counter: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 ) -> (impl std::future::Future<Output = ()>, ChannelReader) {
     use futures_util::StreamExt;
-    let (tx, rx) = mpsc::channel(DEPTH);
+    let (tx, rx) = mpsc::channel(BATCH_DEPTH);
     let opts = bollard::query_parameters::DownloadFromContainerOptions {
         path: path.to_owned(),
     };
@@ -127,18 +144,40 @@ pub fn download(
         .transfer
         .download_from_container(container, Some(opts));
     let pump = async move {
-        while let Some(item) = stream.next().await {
-            if let (Ok(bytes), Some(c)) = (&item, &counter) {
-                c.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            }
-            let chunk = item.map_err(|e| {
-                io::Error::other(format!(
+        let mut batch = Vec::new();
+        let mut size = 0;
+        loop {
+            let failure = match stream.next().await {
+                Some(Ok(bytes)) => {
+                    if let Some(c) = &counter {
+                        c.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    size += bytes.len();
+                    batch.push(bytes);
+                    if size < BATCH {
+                        continue;
+                    }
+                    None
+                }
+                Some(Err(e)) => Some(io::Error::other(format!(
                     "the daemon's stream failed: {}",
                     crate::engine::message_of(&e)
-                ))
-            });
-            let stop = chunk.is_err();
-            if tx.send(chunk).await.is_err() || stop {
+                ))),
+                None => {
+                    if !batch.is_empty() {
+                        let _ = tx.send(Ok(batch)).await;
+                    }
+                    break;
+                }
+            };
+            // What came before a failure goes first, so the reader fails
+            // where the stream did.
+            if !batch.is_empty() && tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+                break;
+            }
+            size = 0;
+            if let Some(e) = failure {
+                let _ = tx.send(Err(e)).await;
                 break;
             }
         }

@@ -336,6 +336,49 @@ fn an_archive_without_a_manifest_drills_with_a_note() {
     assert_clean(source.name());
 }
 
+/// A newer backup whose sidecar is gone (it never finished, or was
+/// tampered with) is not drilled, and the report says so: the drill must
+/// not pass quietly on an older archive than the operator expects.
+#[test]
+fn a_newer_archive_without_its_sidecar_is_named_in_a_note() {
+    let source = Volume::new("drillnosidecar");
+    let _guard = ScratchGuard(source.name().to_owned());
+    fill(&source, &fixtures::special_entries());
+    let dest = tempfile::tempdir().unwrap();
+    let backup = || {
+        let run = volsafe(&[
+            "backup",
+            source.name(),
+            "--to",
+            path_str(dest.path()),
+            "--no-encryption",
+        ]);
+        run.assert_ok();
+        std::path::PathBuf::from(run.first_line())
+    };
+    let older = backup();
+    let newer = backup();
+    let mut sidecar = newer.clone().into_os_string();
+    sidecar.push(".json");
+    std::fs::remove_file(&sidecar).unwrap();
+    let key = AgeKey::new();
+    let run = drill(dest.path(), source.name(), &key, &[]);
+    run.assert_ok();
+    let v = only_volume(&run);
+    assert_eq!(v["result"], "pass", "{run}");
+    assert_eq!(v["archive"], path_str(&older), "{run}");
+    let newer_name = newer.file_name().unwrap().to_str().unwrap();
+    assert!(
+        v["notes"].as_array().unwrap().iter().any(|n| {
+            let n = n.as_str().unwrap();
+            n.contains(newer_name) && n.contains("no valid sidecar")
+        }),
+        "{run}"
+    );
+    assert!(run.stderr.contains("not drilled"), "{run}");
+    assert_clean(source.name());
+}
+
 /// Rewrites an unencrypted archive as an older volsafe wrote it: no
 /// manifest frames, no manifest in the trailer; the sidecar follows.
 fn strip_manifest(archive: &Path) {

@@ -27,33 +27,28 @@ pub trait Records {
 /// The manifest of an archive, chunk by chunk.
 pub struct Manifest {
     reader: ArchiveReader,
+    /// Names the archive in messages.
+    label: String,
     chunk: std::vec::IntoIter<Record>,
     /// Chunks read so far; an archive without any has no manifest.
     pub chunks: u64,
 }
 
 impl Manifest {
-    pub fn new(reader: ArchiveReader) -> Self {
+    pub fn new(reader: ArchiveReader, label: &str) -> Self {
         Manifest {
             reader,
+            label: label.to_owned(),
             chunk: Vec::new().into_iter(),
             chunks: 0,
         }
-    }
-
-    /// Whether the archive carries a manifest at all. Reads the first chunk.
-    pub fn present(&mut self) -> Result<bool> {
-        if self.chunks == 0 {
-            self.fill()?;
-        }
-        Ok(self.chunks > 0)
     }
 
     fn fill(&mut self) -> Result<bool> {
         match self
             .reader
             .next_manifest()
-            .context("reading the archive's manifest")?
+            .with_context(|| format!("{}: reading its manifest", self.label))?
         {
             Some(records) => {
                 self.chunks += 1;

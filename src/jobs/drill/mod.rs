@@ -10,12 +10,12 @@
 //! scratch volume goes on every path, Ctrl-C included, unless asked to stay.
 
 mod compare;
+mod report;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::bridge;
@@ -28,13 +28,14 @@ use crate::engine::helper::{self, Access, LABEL_OWNER, LABEL_ROLE, LABEL_VOLUME}
 use crate::engine::lease::{self, Lease};
 use crate::engine::volume::{self, VolumeSpec};
 use crate::engine::Engine;
-use crate::error::{exit_for, failed, find_user_error, interrupted, Exit, Kind};
-use crate::progress::{self, human};
+use crate::error::{exit_for, failed, find_user_error, interrupted, Exit};
+use crate::progress;
 use crate::shutdown::Shutdown;
 use crate::store::{self, Listed};
 
 pub use compare::Difference;
 use compare::{Manifest, Outcome, Records, Wording};
+pub use report::{LiveChanges, Report, Verdict, VolumeReport};
 
 /// The role label of scratch volumes.
 pub const ROLE_DRILL: &str = "drill";
@@ -55,154 +56,33 @@ pub struct Plan {
     pub progress: progress::Mode,
 }
 
-/// The result of one volume's drill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// Restored and matched its manifest (or, without one, restored intact).
-    Pass,
-    /// The proof failed: no archive, too old, damaged, or a mismatch.
-    Fail,
-    /// The drill could not be carried out (daemon, disk, keys).
-    Error,
-}
-
-/// What a drill found for one volume.
-#[derive(Debug, Clone, Serialize)]
-pub struct VolumeReport {
-    pub volume: String,
-    pub result: Verdict,
-    pub archive: Option<PathBuf>,
-    /// When the archive was made (RFC 3339).
-    pub created: Option<String>,
-    /// Recovery point: the archive's age when the drill started.
-    pub rpo_seconds: Option<f64>,
-    /// Recovery time: how long the restore into the scratch volume took.
-    pub rto_seconds: Option<f64>,
-    /// Whether the archive carries a per-entry manifest.
-    pub manifest: Option<bool>,
-    pub entries_checked: u64,
-    pub bytes_checked: u64,
-    pub mismatches: u64,
-    /// The first few mismatches, in name order.
-    pub first_mismatches: Vec<Difference>,
-    /// Why the volume failed or could not be drilled.
-    pub problems: Vec<String>,
-    /// Information: no manifest, settings that differ from the live volume.
-    pub notes: Vec<String>,
-    /// With `--compare-live`: what changed in the live volume since the backup.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub live: Option<LiveChanges>,
-    /// The scratch volume, when it was kept.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scratch: Option<String>,
-}
-
-/// Differences between the live volume and the backup (information only).
-#[derive(Debug, Clone, Serialize)]
-pub struct LiveChanges {
-    pub added: u64,
-    pub removed: u64,
-    pub changed: u64,
-    pub first: Vec<Difference>,
-}
-
-impl VolumeReport {
-    fn new(volume: &str) -> Self {
-        VolumeReport {
-            volume: volume.to_owned(),
-            result: Verdict::Pass,
-            archive: None,
-            created: None,
-            rpo_seconds: None,
-            rto_seconds: None,
-            manifest: None,
-            entries_checked: 0,
-            bytes_checked: 0,
-            mismatches: 0,
-            first_mismatches: Vec::new(),
-            problems: Vec::new(),
-            notes: Vec::new(),
-            live: None,
-            scratch: None,
-        }
-    }
-
-    fn fail(&mut self, problem: impl Into<String>) {
-        self.problems.push(problem.into());
-        if self.result == Verdict::Pass {
-            self.result = Verdict::Fail;
-        }
-    }
-
-    fn error(&mut self, problem: impl Into<String>) {
-        self.problems.push(problem.into());
-        self.result = Verdict::Error;
-    }
-
-    /// Records a step's error as a failed proof (the archive does not
-    /// restore) or as an error of the drill itself (daemon, keys, disk).
-    fn step_failed(&mut self, e: &anyhow::Error) {
-        let mut text = secrets::scrub(&format!("{e:#}"));
-        let user = find_user_error(e);
-        if let Some(hint) = user.and_then(|u| u.hint.as_deref()) {
-            text = format!("{text} (hint: {hint})");
-        }
-        match user.map(|u| u.kind) {
-            Some(Kind::Integrity) => self.fail(text),
-            _ => self.error(text),
-        }
-    }
-}
-
-/// The drill of every selected volume.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub daemon: String,
-    pub dir: PathBuf,
-    pub volumes: Vec<VolumeReport>,
-    pub passed: usize,
-    pub failed: usize,
-    pub errors: usize,
-}
-
-impl Report {
-    /// 0 when every volume passed; 3 when any failed its proof; 1 when the
-    /// rest passed but a drill could not be carried out.
-    pub fn exit(&self) -> Exit {
-        if self.failed > 0 {
-            Exit::Integrity
-        } else if self.errors > 0 {
-            Exit::Failed
-        } else {
-            Exit::Success
-        }
-    }
-}
-
 pub async fn run(plan: Plan, format: OutputFormat, shutdown: Shutdown) -> Result<Exit> {
     plan.keys.load()?; // usage errors in key files come first
     let engine = crate::engine::connect().await?;
     let report = drill(&engine, &plan, &shutdown).await?;
     match format {
         OutputFormat::Json => crate::out_line(serde_json::to_string_pretty(&report)?)?,
-        OutputFormat::Text => print_text(&report)?,
+        OutputFormat::Text => report::print_text(&report)?,
     }
     Ok(report.exit())
 }
 
+/// A volume to drill: its newest committed archive, if any, and the files
+/// beside it that look newer but have no valid sidecar.
+struct Target {
+    volume: String,
+    newest: Option<Listed>,
+    uncommitted: Vec<PathBuf>,
+}
+
 /// Which volumes to drill, each with its newest archive (if any).
-fn select(plan: &Plan, daemon: &str) -> Result<Vec<(String, Option<Listed>)>> {
-    let (listed, _) = store::scan(&plan.dir, Some(daemon), None)?;
-    if plan.volumes.is_empty() {
-        let mut out: Vec<(String, Option<Listed>)> = Vec::new();
-        // Newest first, so the first archive seen of a volume is its newest.
-        for l in listed {
-            if !out.iter().any(|(v, _)| *v == l.volume) {
-                out.push((l.volume.clone(), Some(l)));
-            }
-        }
-        if out.is_empty() {
+fn select(plan: &Plan, daemon: &str) -> Result<Vec<Target>> {
+    let (listed, incomplete) = store::scan(&plan.dir, Some(daemon), None)?;
+    let mut volumes: Vec<String> = if plan.volumes.is_empty() {
+        let mut all: Vec<String> = listed.iter().map(|l| l.volume.clone()).collect();
+        all.sort();
+        all.dedup();
+        if all.is_empty() {
             return Err(failed(
                 format!(
                     "{}: no committed archive from daemon {daemon}",
@@ -211,19 +91,42 @@ fn select(plan: &Plan, daemon: &str) -> Result<Vec<(String, Option<Listed>)>> {
                 "see `volsafe list DIR`; pass --daemon NAME for another host's archives",
             ));
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        return Ok(out);
-    }
-    let mut named = plan.volumes.clone();
+        all
+    } else {
+        plan.volumes.clone()
+    };
     let mut seen = std::collections::HashSet::new();
-    named.retain(|v| seen.insert(v.clone()));
-    Ok(named
-        .iter()
-        .map(|v| {
-            let newest = listed.iter().find(|l| l.volume == *v).cloned();
-            (v.clone(), newest)
+    volumes.retain(|v| seen.insert(v.clone()));
+    for i in incomplete.iter().filter(|i| volumes.contains(&i.volume)) {
+        tracing::warn!(path = %i.path.display(), volume = %i.volume,
+            "incomplete backup (no valid sidecar); not drilled");
+    }
+    Ok(volumes
+        .into_iter()
+        .map(|volume| {
+            // Listed newest first: the first one seen is the newest.
+            let newest = listed.iter().find(|l| l.volume == volume).cloned();
+            let since = newest.as_ref().and_then(|l| modified(&l.path));
+            let uncommitted = incomplete
+                .iter()
+                .filter(|i| i.volume == volume)
+                .filter(|i| match (since, modified(&i.path)) {
+                    (Some(since), Some(m)) => m > since,
+                    (None, _) | (_, None) => true,
+                })
+                .map(|i| i.path.clone())
+                .collect();
+            Target {
+                volume,
+                newest,
+                uncommitted,
+            }
         })
         .collect())
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// Drills every selected volume, one after the other.
@@ -240,7 +143,7 @@ pub async fn drill(engine: &Engine, plan: &Plan, shutdown: &Shutdown) -> Result<
     }
     let mut volumes = Vec::new();
     let mut stopped = None;
-    for (name, newest) in targets {
+    for target in targets {
         if let Some(s) = shutdown.signal() {
             stopped = Some(s);
             break;
@@ -252,7 +155,7 @@ pub async fn drill(engine: &Engine, plan: &Plan, shutdown: &Shutdown) -> Result<
             plan,
             shutdown,
         };
-        match drill.one(&name, newest).await {
+        match drill.one(target).await {
             Ok(report) => {
                 log_result(&report);
                 volumes.push(report);
@@ -297,9 +200,16 @@ struct Drill<'a> {
 
 impl Drill<'_> {
     /// One volume. `Err` only for an interruption, after cleaning up.
-    async fn one(&self, name: &str, newest: Option<Listed>) -> Result<VolumeReport> {
+    async fn one(&self, target: Target) -> Result<VolumeReport> {
+        let name = target.volume.as_str();
         let mut report = VolumeReport::new(name);
-        let Some(archive) = newest else {
+        for path in &target.uncommitted {
+            report.notes.push(format!(
+                "{} has no valid sidecar (a backup that did not finish, or one still running); it was not drilled",
+                path.display()
+            ));
+        }
+        let Some(archive) = target.newest else {
             report.fail(format!(
                 "no committed archive of volume {name} in {} (archives of other daemons are left out; see `volsafe list DIR`, or pass --daemon NAME)",
                 self.plan.dir.display()
@@ -425,7 +335,7 @@ impl Drill<'_> {
             label: &label,
         };
         let started = Instant::now();
-        stream::extract(
+        let summary = stream::extract_whole(
             &ctx,
             archive,
             &label,
@@ -445,9 +355,15 @@ impl Drill<'_> {
         })?;
         report.rto_seconds = Some(started.elapsed().as_secs_f64());
 
-        let (header, has_manifest) = self.manifest_of(archive).await?;
+        // The restore read the archive whole and checked it against its
+        // trailer, which records the manifest frames when there are any.
+        let has_manifest = summary
+            .trailer
+            .as_ref()
+            .and_then(|t| t.manifest.as_ref())
+            .is_some_and(|m| m.frames > 0);
         report.manifest = Some(has_manifest);
-        if let Some(h) = &header {
+        if let Some(h) = &summary.header {
             self.compare_settings(report, h).await;
         }
         if !has_manifest {
@@ -496,20 +412,6 @@ impl Drill<'_> {
         }
     }
 
-    /// The archive's header, and whether it carries a manifest.
-    async fn manifest_of(&self, archive: &Path) -> Result<(Option<Header>, bool)> {
-        let (path, keys) = (archive.to_path_buf(), self.plan.keys.clone());
-        tokio::task::spawn_blocking(move || -> Result<(Option<Header>, bool)> {
-            let label = format!("archive {}", path.display());
-            let reader = stream::open_archive(&path, &keys, &label, None)?;
-            let header = reader.header().cloned();
-            let mut manifest = Manifest::new(reader);
-            Ok((header, manifest.present()?))
-        })
-        .await
-        .context("the manifest reader stopped unexpectedly")?
-    }
-
     /// Reads `volume` through a read-only helper and compares it with the
     /// archive's manifest. Returns the outcome and the content bytes hashed.
     async fn compare_volume(
@@ -533,7 +435,7 @@ impl Drill<'_> {
         let work = tokio::task::spawn_blocking(move || -> Result<(Outcome, u64)> {
             let label = format!("archive {}", path.display());
             let reader = stream::open_archive(&path, &keys, &label, None)?;
-            let mut expected = Manifest::new(reader);
+            let mut expected = Manifest::new(reader, &label);
             let mut found = compare::Volume::new(input);
             let outcome = compare::compare(&mut expected, &mut found as &mut dyn Records, &words)
                 .with_context(|| format!("volume {volume_name}"))?;
@@ -673,73 +575,4 @@ fn age_of(created: &str) -> Option<Duration> {
 fn scratch_name(volume: &str) -> String {
     let short: String = volume.chars().take(64).collect();
     format!("volsafe-drill-{short}-{}", lease::random_id())
-}
-
-fn seconds(s: Option<f64>) -> String {
-    match s {
-        Some(s) if s >= 60.0 => {
-            humantime::format_duration(Duration::from_secs(s as u64)).to_string()
-        }
-        Some(s) => format!("{s:.1}s"),
-        None => "-".to_owned(),
-    }
-}
-
-fn print_text(report: &Report) -> Result<()> {
-    for v in &report.volumes {
-        let word = match v.result {
-            Verdict::Pass => "pass ",
-            Verdict::Fail => "FAIL ",
-            Verdict::Error => "ERROR",
-        };
-        let checked = match v.manifest {
-            Some(true) => format!(
-                "{} entries, {} checked",
-                v.entries_checked,
-                human(v.bytes_checked)
-            ),
-            Some(false) => "no manifest".to_owned(),
-            None => "not restored".to_owned(),
-        };
-        crate::out_line(format!(
-            "{word} {}: RTO {}, RPO {}, {checked}",
-            v.volume,
-            seconds(v.rto_seconds),
-            seconds(v.rpo_seconds)
-        ))?;
-        if let Some(a) = &v.archive {
-            crate::out_line(format!("      archive {}", a.display()))?;
-        }
-        for p in &v.problems {
-            crate::out_line(format!("      problem: {p}"))?;
-        }
-        for d in &v.first_mismatches {
-            crate::out_line(format!("      {}: {}", d.path, d.problem))?;
-        }
-        if v.mismatches > v.first_mismatches.len() as u64 {
-            crate::out_line(format!(
-                "      … and {} more",
-                v.mismatches - v.first_mismatches.len() as u64
-            ))?;
-        }
-        for n in &v.notes {
-            crate::out_line(format!("      note: {n}"))?;
-        }
-        if let Some(l) = &v.live {
-            crate::out_line(format!(
-                "      live volume since the backup: {} added, {} removed, {} changed",
-                l.added, l.removed, l.changed
-            ))?;
-            for d in &l.first {
-                crate::out_line(format!("        {}: {}", d.path, d.problem))?;
-            }
-        }
-        if let Some(s) = &v.scratch {
-            crate::out_line(format!("      scratch volume kept: {s}"))?;
-        }
-    }
-    crate::out_line(format!(
-        "{} passed, {} failed, {} errors",
-        report.passed, report.failed, report.errors
-    ))
 }

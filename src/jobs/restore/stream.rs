@@ -191,6 +191,21 @@ pub async fn extract(
     volume: &str,
     shutdown: Option<&Shutdown>,
 ) -> Result<()> {
+    extract_whole(ctx, archive, label, keys, volume, shutdown)
+        .await
+        .map(|_| ())
+}
+
+/// As [`extract`], and returns what the read of the archive found (its
+/// header, trailer and manifest totals).
+pub async fn extract_whole(
+    ctx: &Ctx<'_>,
+    archive: &Path,
+    label: &str,
+    keys: Keys,
+    volume: &str,
+    shutdown: Option<&Shutdown>,
+) -> Result<Summary> {
     let size = std::fs::metadata(archive).map(|m| m.len()).ok();
     let progress = Progress::start(ctx.plan.progress, &format!("restore {volume}"), size);
     let (archive, label, counter) = (archive.to_path_buf(), label.to_owned(), progress.counter());
@@ -202,8 +217,7 @@ pub async fn extract(
                 .with_context(|| format!("entry {:?}", entry.path_lossy()))?;
             Ok(())
         })
-        .with_context(|| label.clone())?;
-        Ok(())
+        .with_context(|| label.clone())
     })
     .await;
     progress.finish();
@@ -223,14 +237,15 @@ pub async fn put_root(ctx: &Ctx<'_>, volume: &str, root: &Entry) -> Result<()> {
 
 /// Uploads the tar that `produce` writes into `volume`'s helper. The end
 /// marker follows only if `produce` succeeded.
-async fn upload<F>(
+async fn upload<F, T>(
     ctx: &Ctx<'_>,
     volume: &str,
     shutdown: Option<&Shutdown>,
     produce: F,
-) -> Result<()>
+) -> Result<T>
 where
-    F: FnOnce(&mut TarWriter<ChannelWriter>) -> Result<()> + Send + 'static,
+    F: FnOnce(&mut TarWriter<ChannelWriter>) -> Result<T> + Send + 'static,
+    T: Send + 'static,
 {
     let helper = helper::create(
         ctx.engine,
@@ -241,13 +256,13 @@ where
     )
     .await?;
     let (tx, rx) = mpsc::channel(DEPTH);
-    let work = tokio::task::spawn_blocking(move || -> Result<()> {
+    let work = tokio::task::spawn_blocking(move || -> Result<T> {
         let mut out = TarWriter::new(ChannelWriter::new(tx));
         match produce(&mut out) {
-            Ok(()) => {
+            Ok(value) => {
                 let mut chan = out.finish()?;
                 chan.flush()?;
-                Ok(())
+                Ok(value)
             }
             Err(e) => {
                 out.get_mut().fail(io::Error::other("archive rejected"));
@@ -288,8 +303,11 @@ where
     // The reader's error explains more than the daemon's, unless the reader
     // only failed because the daemon stopped reading.
     match worked.context("the archive reader stopped unexpectedly")? {
-        Err(e) if daemon.is_ok() || !is_channel_closed(&e) => Err(e),
-        _ => daemon,
+        Ok(value) => daemon.map(|()| value),
+        Err(e) => match daemon {
+            Err(d) if is_channel_closed(&e) => Err(d),
+            _ => Err(e),
+        },
     }
 }
 

@@ -7,6 +7,7 @@
 //! the wrong key is caught as surely as a missing one.
 
 use std::io::Write;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -39,6 +40,49 @@ impl DrillSpec {
             passphrase_file: self.passphrase_file.clone(),
             inline: None,
         }
+    }
+}
+
+/// Refuses a drill key written in a job that never drills (one inherited
+/// from `defaults` is fine): it says drills were expected, and saying
+/// nothing would hide that none run.
+pub(super) fn check_unused(
+    job: &RawJob,
+    defaults: &RawJob,
+    n: &str,
+    err: &ErrFn<'_>,
+) -> Result<()> {
+    if job.drill.as_ref().is_some_and(|d| *d.get_ref())
+        || job
+            .drill_cron
+            .as_ref()
+            .is_some_and(|c| !c.get_ref().trim().is_empty())
+    {
+        return Ok(());
+    }
+    // Merged keys keep their spans: one equal to the default's came from it.
+    let own = |key: Option<Range<usize>>, default: Option<Range<usize>>| {
+        key.filter(|k| Some(k) != default.as_ref())
+    };
+    let lone = own(
+        job.drill_max_age.as_ref().map(|a| a.span()),
+        defaults.drill_max_age.as_ref().map(|a| a.span()),
+    )
+    .map(|s| ("drill_max_age", s))
+    .or_else(|| {
+        own(
+            job.drill_identity.as_ref().map(|i| i.span()),
+            defaults.drill_identity.as_ref().map(|i| i.span()),
+        )
+        .map(|s| ("drill_identity", s))
+    });
+    match lone {
+        Some((key, span)) => Err(err(
+            span,
+            format!("job {n}: {key} is set, but the job never drills"),
+            "add drill = true (after each backup) or drill_cron = \"…\", or remove the line",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -122,7 +166,14 @@ pub(super) fn check(
                 "add drill_identity = \"/etc/volsafe/identity\", the identity file of one of the recipients",
             ));
         }
-        if !opens(recipients, &keys) {
+        let opened = opens(recipients, &keys).map_err(|e| {
+            err(
+                keys_line.clone(),
+                format!("job {n}: cannot try drill_identity on the job's recipients: {e:#}"),
+                "check the job's recipients",
+            )
+        })?;
+        if !opened {
             return Err(err(
                 keys_line,
                 format!("job {n}: drill_identity matches none of the job's recipients"),
@@ -134,19 +185,14 @@ pub(super) fn check(
 }
 
 /// Whether `keys` decrypt what is encrypted to `recipients`: a small
-/// message round-trips, whatever the kinds of keys (age, SSH).
-fn opens(recipients: &[Box<dyn age::Recipient + Send + Sync>], keys: &Decryption) -> bool {
-    let sealed = (|| -> Option<Vec<u8>> {
-        let encryptor =
-            age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as _)).ok()?;
-        let mut w = encryptor.wrap_output(Vec::new()).ok()?;
-        w.write_all(b"volsafe drill").ok()?;
-        w.finish().ok()
-    })();
-    let Some(sealed) = sealed else {
-        return false;
-    };
-    age::Decryptor::new(&sealed[..])
+/// message round-trips, whatever the kinds of keys (age, SSH). An error
+/// means the message could not be encrypted, which says nothing of the keys.
+fn opens(recipients: &[Box<dyn age::Recipient + Send + Sync>], keys: &Decryption) -> Result<bool> {
+    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_ref() as _))?;
+    let mut w = encryptor.wrap_output(Vec::new())?;
+    w.write_all(b"volsafe drill")?;
+    let sealed = w.finish()?;
+    Ok(age::Decryptor::new(&sealed[..])
         .and_then(|d| d.decrypt(keys.identities.iter().map(|i| i.as_ref())))
-        .is_ok()
+        .is_ok())
 }

@@ -326,7 +326,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Config> {
                 "give each [[job]] its own name",
             ));
         }
-        jobs.push(check_job(job, name, job_span, &err, &resolve)?);
+        jobs.push(check_job(
+            job,
+            &raw.defaults,
+            name,
+            job_span,
+            &err,
+            &resolve,
+        )?);
     }
     Ok(Config {
         file: path.to_path_buf(),
@@ -341,6 +348,7 @@ type ErrFn<'a> = dyn Fn(Range<usize>, String, &str) -> anyhow::Error + 'a;
 /// Checks one job whose defaults are applied.
 fn check_job(
     job: RawJob,
+    defaults: &RawJob,
     name: Spanned<String>,
     job_span: Range<usize>,
     err: &ErrFn<'_>,
@@ -522,6 +530,7 @@ fn check_job(
         })?),
         None => None,
     };
+    drill::check_unused(&job, defaults, &n, err)?;
     let drill = drill::check(&job, &n, tz, &encryption, &written, err, resolve)?;
 
     Ok(Job {

@@ -322,3 +322,30 @@ fn bad_drill_values_name_their_line() {
         "{e}"
     );
 }
+
+/// A drill key written in a job that never drills is refused at its line;
+/// the same keys inherited from [defaults] by such a job are fine (see
+/// `drill_keys_are_merged_key_by_key`).
+#[test]
+fn drill_keys_without_drills_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipient = identity(dir.path(), "key.txt");
+    let config = dir.path().join("schedule.toml");
+    let m = |extra: &str| {
+        format!(
+            "{:#}",
+            parse(&config, &drill_job(&recipient, extra)).unwrap_err()
+        )
+    };
+    let e = m("drill_max_age = \"26h\"\n");
+    assert!(
+        e.contains("line 7")
+            && e.contains("job db: drill_max_age is set, but the job never drills"),
+        "{e}"
+    );
+    let e = m("drill = false\ndrill_identity = \"key.txt\"\n");
+    assert!(
+        e.contains("line 8") && e.contains("drill_identity is set, but the job never drills"),
+        "{e}"
+    );
+}
