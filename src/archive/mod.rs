@@ -4,6 +4,7 @@
 
 pub mod crypto;
 pub mod digest;
+mod handoff;
 pub mod manifest;
 pub mod meta;
 pub mod names;

@@ -8,12 +8,13 @@
 //! trailer; an archive whose header is volsafe's but whose trailer is missing
 //! is truncated, whatever the tar looked like.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
 
 use super::crypto::{decrypt_error, Decryption};
+use super::digest::DigestWriter;
+use super::handoff::Handoff;
 use super::manifest::{self, Record};
 use super::meta::{self, FrameKind, Header, Skippable, Trailer};
 use super::tarstream::{Entry, EntryKind, TarError, TarReader};
@@ -100,8 +101,8 @@ pub struct ArchiveReader {
     state: State,
     header: Option<Header>,
     trailer: Option<Trailer>,
-    hasher: Sha256,
-    tar_bytes: u64,
+    /// SHA-256 of the tar, on a thread of its own.
+    digest: Handoff<DigestWriter<io::Sink>>,
     encrypted: bool,
     manifest: ManifestSeen,
 }
@@ -152,8 +153,8 @@ impl ArchiveReader {
             }),
             header: None,
             trailer: None,
-            hasher: Sha256::new(),
-            tar_bytes: 0,
+            digest: Handoff::new(DigestWriter::new(io::sink()), "volsafe-digest")
+                .context("cannot start a thread")?,
             encrypted,
             manifest: ManifestSeen {
                 frames: 0,
@@ -226,9 +227,10 @@ impl ArchiveReader {
     /// Reads to the end of the input, and returns the tar totals.
     pub fn finish(mut self) -> io::Result<TarTotals> {
         io::copy(&mut self, &mut io::sink())?;
+        let (_, bytes, sha256) = self.digest.finish()?.finish();
         Ok(TarTotals {
-            bytes: self.tar_bytes,
-            sha256: hex::encode(self.hasher.finalize()),
+            bytes,
+            sha256,
             header: self.header,
             trailer: self.trailer,
             manifest_frames: self.manifest.frames,
@@ -358,8 +360,7 @@ impl Read for ArchiveReader {
                 State::Frame(mut decoder) => {
                     let n = decoder.read(buf)?;
                     if n > 0 {
-                        self.hasher.update(&buf[..n]);
-                        self.tar_bytes += n as u64;
+                        self.digest.write_all(&buf[..n])?;
                         self.state = State::Frame(decoder);
                         return Ok(n);
                     }

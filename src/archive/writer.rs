@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use zstd::stream::raw::{self, InBuffer, Operation, OutBuffer};
 
 use super::digest::DigestWriter;
+use super::handoff::{Handoff, HANDOFF};
 use super::manifest::{self, Hashing, Record};
 use super::meta::{self, FrameKind, Header, Trailer};
 use super::tarstream::{Entry, EntryKind, TarWriter};
@@ -53,100 +54,6 @@ const JOB_SIZE: u32 = 2 << 20;
 /// zstd's compressed output is collected in a buffer this size before it
 /// goes on to age and the file.
 const OUT_BUF: usize = 256 * 1024;
-
-/// Bytes handed to the writer thread at a time, and how many such buffers
-/// may wait for it.
-const HANDOFF: usize = 512 * 1024;
-const HANDOFF_DEPTH: usize = 3;
-
-/// Hands the compressed frames to a thread of their own, which encrypts,
-/// hashes and writes them: that work overlaps with reading the tar and
-/// compressing instead of taking turns with it. Buffers go back to be
-/// reused. A failed write ends the thread; its error surfaces on the next
-/// hand-off or at [`Handoff::finish`].
-struct Handoff<W: Write + Send + 'static> {
-    buf: Vec<u8>,
-    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    spare: std::sync::mpsc::Receiver<Vec<u8>>,
-    thread: Option<std::thread::JoinHandle<io::Result<W>>>,
-}
-
-impl<W: Write + Send + 'static> Handoff<W> {
-    fn new(mut sink: W, name: &str) -> io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(HANDOFF_DEPTH);
-        let (spare_tx, spare) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(move || {
-                for mut buf in rx {
-                    sink.write_all(&buf)?;
-                    buf.clear();
-                    let _ = spare_tx.send(buf);
-                }
-                Ok(sink)
-            })?;
-        Ok(Handoff {
-            buf: Vec::with_capacity(HANDOFF),
-            tx: Some(tx),
-            spare,
-            thread: Some(thread),
-        })
-    }
-
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let full = std::mem::take(&mut self.buf);
-        self.buf = self.send_buf(full)?;
-        Ok(())
-    }
-
-    /// Hands `full` to the thread; returns an empty buffer to fill next.
-    fn send_buf(&mut self, full: Vec<u8>) -> io::Result<Vec<u8>> {
-        let sent = self.tx.as_ref().map(|tx| tx.send(full));
-        match sent {
-            Some(Ok(())) => Ok(self
-                .spare
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(HANDOFF))),
-            _ => Err(self
-                .join()
-                .err()
-                .unwrap_or_else(|| io::Error::other("the archive writer thread stopped"))),
-        }
-    }
-
-    /// Ends the thread and returns what it returned.
-    fn join(&mut self) -> io::Result<W> {
-        drop(self.tx.take());
-        match self.thread.take().map(|t| t.join()) {
-            Some(Ok(result)) => result,
-            Some(Err(_)) => Err(io::Error::other("the archive writer thread panicked")),
-            None => Err(io::Error::other("the archive writer thread already ended")),
-        }
-    }
-
-    /// Writes what is left and returns the sink, every byte written to it.
-    fn finish(mut self) -> io::Result<W> {
-        self.send()?;
-        self.join()
-    }
-}
-
-impl<W: Write + Send + 'static> Write for Handoff<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.buf.len() + data.len() > HANDOFF {
-            self.send()?;
-        }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Collects the tar in large batches, each of which goes to zstd and then,
 /// without a copy, to SHA-256 on a thread of its own. Few large writes keep
@@ -196,16 +103,6 @@ impl<Z: Write> Write for Tee<Z> {
     fn flush(&mut self) -> io::Result<()> {
         self.pass_on()?;
         self.zstd.flush()
-    }
-}
-
-impl<W: Write + Send + 'static> Drop for Handoff<W> {
-    /// On an error path, waits for the thread so nothing writes to the
-    /// destination after the archive was given up.
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            let _ = self.join();
-        }
     }
 }
 
