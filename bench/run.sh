@@ -273,17 +273,6 @@ reset_after() {
     esac
 }
 
-# Before each timed restore: ext4 does not reuse an inode freed less than
-# 5 s ago (300 s while its inode table block is still dirty), and searching
-# past them is what made restores of 100,000 files take 7 s in one round
-# and 70 s in the next, whichever tool ran after a volume was deleted.
-# Writing everything back and waiting those 5 s gives each restore the same
-# file system state; it is outside the timing.
-settle() {
-    sync
-    sleep 6
-}
-
 backups=(c_volsafe_backup c_std_backup c_tar_czf c_tar_cf c_ceiling)
 restores=(c_volsafe_restore c_std_restore c_volsafe_replace)
 
@@ -364,7 +353,6 @@ bench_set() {
                 for ((i = ${#list[@]} - 1; i >= 0; i--)); do order+=("${list[i]}"); done
             fi
             for c in "${order[@]}"; do
-                [ "$phase" = restores ] && settle
                 timed "$c" "$set"
                 times[$set,$c]="${times[$set,$c]:-} $elapsed"
                 log "($set) round $r/$rounds: ${c#c_} ${elapsed}s"

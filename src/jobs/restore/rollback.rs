@@ -106,8 +106,9 @@ pub async fn write(ctx: &Ctx<'_>, spec: &VolumeSpec, encryption: &Encryption) ->
     .await?;
     let progress = Progress::start(ctx.plan.progress, &format!("rollback {}", spec.name), None);
     let result = async {
+        // Written while the operator waits for the restore: speed first.
         let settings = Settings {
-            level: 3,
+            level: 1,
             allow_empty: true,
         };
         let job = NewArchive::new(ctx.engine, spec, encryption.encryptor()?, settings);
