@@ -392,20 +392,26 @@ const WRITE_BEHIND: u64 = 8 << 20;
 /// (Linux `sync_file_range`), so that the fsync which commits an archive
 /// finds little left to do instead of the whole file. Writeback of each
 /// window of [`WRITE_BEHIND`] bytes starts as soon as it is written, and
-/// the window before the previous one is waited for, so at most two
-/// windows are ever in flight: the page cache does not fill with the
-/// archive, and the final fsync waits for 16 MiB at most. Durability still
-/// comes from that fsync alone; this only moves the disk's work earlier,
-/// where it overlaps with reading and compressing.
+/// the window before the previous one is waited for: at most two windows
+/// are being written back at a time, and the fsync finds under 24 MiB of
+/// dirty pages (those two and the tail). Durability still comes from that
+/// fsync alone; this only moves the disk's work earlier, where it overlaps
+/// with reading and compressing.
 pub struct WriteBehind {
     file: File,
     written: u64,
     /// Writeback was started for everything before this offset…
     started: u64,
     /// …the last window started begins here…
+    #[cfg(target_os = "linux")]
     window: u64,
-    /// …and everything before this offset is on disk.
+    /// …and everything before this offset was written back (not made
+    /// durable: that is the fsync's job).
+    #[cfg(target_os = "linux")]
     settled: u64,
+    /// The file system cannot do this: the fsync does all the work.
+    #[cfg(target_os = "linux")]
+    unsupported: bool,
 }
 
 impl WriteBehind {
@@ -414,8 +420,12 @@ impl WriteBehind {
             file,
             written: 0,
             started: 0,
+            #[cfg(target_os = "linux")]
             window: 0,
+            #[cfg(target_os = "linux")]
             settled: 0,
+            #[cfg(target_os = "linux")]
+            unsupported: false,
         }
     }
 
@@ -424,9 +434,10 @@ impl WriteBehind {
     }
 
     #[cfg(target_os = "linux")]
-    fn start_writeback(&mut self) {
+    fn start_writeback(&mut self) -> io::Result<()> {
         let begin = self.started;
-        self.sync_range(begin, self.written, libc::SYNC_FILE_RANGE_WRITE);
+        self.started = self.written;
+        self.sync_range(begin, self.written, libc::SYNC_FILE_RANGE_WRITE)?;
         if self.window > self.settled {
             self.sync_range(
                 self.settled,
@@ -434,32 +445,47 @@ impl WriteBehind {
                 libc::SYNC_FILE_RANGE_WAIT_BEFORE
                     | libc::SYNC_FILE_RANGE_WRITE
                     | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-            );
+            )?;
             self.settled = self.window;
         }
         self.window = begin;
-        self.started = self.written;
+        Ok(())
     }
 
+    /// A write error that writeback found is returned: once it has been
+    /// waited for here, the kernel does not report it again to the fsync.
+    /// Where the file system cannot do this at all, write-behind stops.
     #[cfg(target_os = "linux")]
-    fn sync_range(&self, from: u64, to: u64, flags: libc::c_uint) {
+    fn sync_range(&mut self, from: u64, to: u64, flags: libc::c_uint) -> io::Result<()> {
         use std::os::fd::AsRawFd;
+        if self.unsupported {
+            return Ok(());
+        }
         let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
-            return;
+            return Ok(());
         };
         // SAFETY: a plain system call on a descriptor this struct owns; it
-        // reads and writes no memory of ours. A failure only leaves the work
-        // to the final fsync.
+        // reads and writes no memory of ours.
         let r = unsafe { libc::sync_file_range(self.file.as_raw_fd(), offset, len, flags) };
-        if r != 0 {
-            tracing::debug!(error = %io::Error::last_os_error(), "sync_file_range failed; the fsync at the end does the work");
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINVAL | libc::ESPIPE | libc::ENOSYS | libc::EOPNOTSUPP) => {
+                tracing::debug!(error = %e, "sync_file_range is not supported here; the fsync at the end does the work");
+                self.unsupported = true;
+                Ok(())
+            }
+            _ => Err(e),
         }
     }
 
     /// Elsewhere the fsync at the end does all the work.
     #[cfg(not(target_os = "linux"))]
-    fn start_writeback(&mut self) {
+    fn start_writeback(&mut self) -> io::Result<()> {
         self.started = self.written;
+        Ok(())
     }
 }
 
@@ -468,7 +494,7 @@ impl Write for WriteBehind {
         let n = self.file.write(buf)?;
         self.written += n as u64;
         if self.written - self.started >= WRITE_BEHIND {
-            self.start_writeback();
+            self.start_writeback()?;
         }
         Ok(n)
     }
@@ -492,6 +518,47 @@ pub fn sidecar_path(archive: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where writeback cannot be started (here a character device, as a
+    /// pipe or some network file systems), the writes still succeed and the
+    /// fsync is left to do the work.
+    #[test]
+    fn write_behind_carries_on_where_it_is_not_supported() {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        let mut w = WriteBehind::new(file);
+        let block = vec![7u8; 1 << 20];
+        for _ in 0..(3 * WRITE_BEHIND / (1 << 20)) {
+            w.write_all(&block).unwrap();
+        }
+        assert_eq!(w.written, 3 * WRITE_BEHIND);
+        #[cfg(target_os = "linux")]
+        assert!(w.unsupported);
+    }
+
+    /// On a regular file every window is written back and the ones before
+    /// the last are waited for, and every byte arrives.
+    #[test]
+    fn write_behind_writes_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut w = WriteBehind::new(File::create(&path).unwrap());
+        let block: Vec<u8> = (0..(1u32 << 20)).map(|i| i as u8).collect();
+        for _ in 0..(4 * WRITE_BEHIND / (1 << 20) + 1) {
+            w.write_all(&block).unwrap();
+        }
+        #[cfg(target_os = "linux")]
+        {
+            assert!(!w.unsupported);
+            assert!(w.settled >= WRITE_BEHIND, "no window was waited for");
+        }
+        w.into_file().sync_all().unwrap();
+        let data = fs::read(&path).unwrap();
+        assert_eq!(data.len() as u64, 4 * WRITE_BEHIND + (1 << 20));
+        assert!(data.chunks(1 << 20).all(|c| c == &block[..]));
+    }
 
     #[test]
     fn archive_names_belong_to_their_volume_only() {

@@ -19,6 +19,8 @@ pub struct Handoff<W: Write + Send + 'static> {
     tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     spare: std::sync::mpsc::Receiver<Vec<u8>>,
     thread: Option<std::thread::JoinHandle<io::Result<W>>>,
+    /// The thread's name, for messages.
+    name: String,
 }
 
 impl<W: Write + Send + 'static> Handoff<W> {
@@ -40,6 +42,7 @@ impl<W: Write + Send + 'static> Handoff<W> {
             tx: Some(tx),
             spare,
             thread: Some(thread),
+            name: name.to_owned(),
         })
     }
 
@@ -63,7 +66,7 @@ impl<W: Write + Send + 'static> Handoff<W> {
             _ => Err(self
                 .join()
                 .err()
-                .unwrap_or_else(|| io::Error::other("the archive writer thread stopped"))),
+                .unwrap_or_else(|| io::Error::other(format!("thread {} stopped", self.name)))),
         }
     }
 
@@ -72,8 +75,11 @@ impl<W: Write + Send + 'static> Handoff<W> {
         drop(self.tx.take());
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(result)) => result,
-            Some(Err(_)) => Err(io::Error::other("the archive writer thread panicked")),
-            None => Err(io::Error::other("the archive writer thread already ended")),
+            Some(Err(_)) => Err(io::Error::other(format!("thread {} panicked", self.name))),
+            None => Err(io::Error::other(format!(
+                "thread {} already ended",
+                self.name
+            ))),
         }
     }
 

@@ -154,7 +154,7 @@ impl ArchiveReader {
             header: None,
             trailer: None,
             digest: Handoff::new(DigestWriter::new(io::sink()), "volsafe-digest")
-                .context("cannot start a thread")?,
+                .with_context(|| format!("{source}: cannot start the digest thread"))?,
             encrypted,
             manifest: ManifestSeen {
                 frames: 0,
@@ -205,10 +205,10 @@ impl ArchiveReader {
                             "the archive is damaged; use another backup",
                         )
                     })?;
-                    if let Skippable::Volsafe { kind, payload: json } = frame {
+                    if let Skippable::Volsafe { kind, payload } = frame {
                         if kind == FrameKind::Header as u8 {
-                            check_format(&json, source)?;
-                            let header: Header = serde_json::from_slice(&json)
+                            check_format(&payload, source)?;
+                            let header: Header = serde_json::from_slice(&payload)
                                 .with_context(|| format!("{source}: unreadable archive header"))?;
                             self.header = Some(header);
                         }

@@ -30,8 +30,6 @@ pub struct Manifest {
     /// Names the archive in messages.
     label: String,
     chunk: std::vec::IntoIter<Record>,
-    /// Chunks read so far; an archive without any has no manifest.
-    pub chunks: u64,
 }
 
 impl Manifest {
@@ -40,7 +38,6 @@ impl Manifest {
             reader,
             label: label.to_owned(),
             chunk: Vec::new().into_iter(),
-            chunks: 0,
         }
     }
 
@@ -51,7 +48,6 @@ impl Manifest {
             .with_context(|| format!("{}: reading its manifest", self.label))?
         {
             Some(records) => {
-                self.chunks += 1;
                 self.chunk = records.into_iter();
                 Ok(true)
             }

@@ -107,9 +107,12 @@ fn select(plan: &Plan, daemon: &str) -> Result<Vec<Target>> {
             // Listed newest first: the first one seen is the newest.
             let newest = listed.iter().find(|l| l.volume == volume).cloned();
             let since = newest.as_ref().and_then(|l| modified(&l.path));
+            let sidecar_partial = format!("{}{}", store::EXT_SIDECAR, store::EXT_PARTIAL);
             let uncommitted = incomplete
                 .iter()
                 .filter(|i| i.volume == volume)
+                // A sidecar being written goes with an archive noted on its own.
+                .filter(|i| !i.path.to_string_lossy().ends_with(&sidecar_partial))
                 .filter(|i| match (since, modified(&i.path)) {
                     (Some(since), Some(m)) => m > since,
                     (None, _) | (_, None) => true,

@@ -44,7 +44,8 @@ pub struct VolumeReport {
     pub first_mismatches: Vec<Difference>,
     /// Why the volume failed or could not be drilled.
     pub problems: Vec<String>,
-    /// Information: no manifest, settings that differ from the live volume.
+    /// Information: no manifest, settings that differ from the live
+    /// volume, newer archives without a valid sidecar, clamped mtimes.
     pub notes: Vec<String>,
     /// With `--compare-live`: what changed in the live volume since the backup.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -170,7 +170,7 @@ pub(super) fn check(
             err(
                 keys_line.clone(),
                 format!("job {n}: cannot try drill_identity on the job's recipients: {e:#}"),
-                "check the job's recipients",
+                "a recipient cannot be encrypted to (the job's backups would fail the same way): fix or remove it in recipients",
             )
         })?;
         if !opened {
