@@ -16,8 +16,17 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    // Before any thread starts: every thread inherits it.
+    let batch = volsafe::batch_scheduling();
     volsafe::init_logging(&cli);
+    if let Err(e) = batch {
+        tracing::debug!(error = %e, "cannot switch to batch scheduling; carrying on");
+    }
+    // One worker: the async side only moves HTTP bodies and waits on the
+    // daemon, and the CPU work has threads of its own. With two, the I/O
+    // driver's wake-ups bounced between them (docs/performance.md).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
     {

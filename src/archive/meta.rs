@@ -12,6 +12,8 @@ use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+use super::digest::Algorithm;
+
 /// The skippable-frame magic volsafe writes (any of 0x184D2A50..=0x184D2A5F is
 /// skippable; volsafe uses one).
 pub const SKIPPABLE_MAGIC: u32 = 0x184D_2A5E;
@@ -19,8 +21,10 @@ pub const SKIPPABLE_MAGIC: u32 = 0x184D_2A5E;
 pub const ZSTD_MAGIC: u32 = 0xFD2F_B528;
 /// The first bytes of every volsafe frame payload.
 pub const TAG: &[u8; 8] = b"volsafe\0";
-/// Archive format version written by this build.
-pub const FORMAT_VERSION: u32 = 1;
+/// Archive format version written by this build. Format 2 differs from 1
+/// only in the tar's digest: BLAKE3 (`tar_blake3`) instead of SHA-256
+/// (`tar_sha256`); this build reads both.
+pub const FORMAT_VERSION: u32 = 2;
 /// Frames larger than this are not volsafe's metadata and are skipped unread.
 pub const MAX_META_FRAME: u32 = 16 << 20;
 
@@ -58,14 +62,38 @@ pub struct Trailer {
     pub entries: u64,
     /// Bytes of the tar stream, end-of-archive marker included.
     pub tar_bytes: u64,
-    /// SHA-256 of the tar stream, lower-case hex.
-    pub tar_sha256: String,
+    /// SHA-256 of the tar stream, lower-case hex (format 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tar_sha256: Option<String>,
+    /// BLAKE3 of the tar stream, lower-case hex (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tar_blake3: Option<String>,
     /// Sum of the sizes of regular files.
     pub data_bytes: u64,
     /// The per-entry manifest's totals; absent in archives made before
     /// volsafe wrote one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<super::manifest::Totals>,
+}
+
+impl Trailer {
+    /// The recorded digest of the tar made with `algorithm`, if any.
+    pub fn tar_digest(&self, algorithm: Algorithm) -> Option<&str> {
+        match algorithm {
+            Algorithm::Sha256 => self.tar_sha256.as_deref(),
+            Algorithm::Blake3 => self.tar_blake3.as_deref(),
+        }
+    }
+}
+
+/// The function that hashes the tar of an archive of `format` (`None`: no
+/// volsafe header, an archive made by standard tools, whose digest is
+/// reported as `zstd -d | sha256sum` would print it).
+pub fn tar_digest_of(format: Option<u32>) -> Algorithm {
+    match format {
+        Some(f) if f >= 2 => Algorithm::Blake3,
+        _ => Algorithm::Sha256,
+    }
 }
 
 /// Writes one volsafe frame.

@@ -13,7 +13,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use anyhow::{Context, Result};
 
 use super::crypto::{decrypt_error, Decryption};
-use super::digest::DigestWriter;
+use super::digest::{Digest, DigestWriter};
 use super::handoff::Handoff;
 use super::manifest::{self, Record};
 use super::meta::{self, FrameKind, Header, Skippable, Trailer};
@@ -101,7 +101,8 @@ pub struct ArchiveReader {
     state: State,
     header: Option<Header>,
     trailer: Option<Trailer>,
-    /// SHA-256 of the tar, on a thread of its own.
+    /// The tar's digest (the function the header's format names), on a
+    /// thread of its own.
     digest: Handoff<DigestWriter<io::Sink>>,
     encrypted: bool,
     manifest: ManifestSeen,
@@ -145,24 +146,25 @@ impl ArchiveReader {
         } else {
             (Box::new(raw), false)
         };
-        let mut reader = ArchiveReader {
-            state: State::Between(Input {
-                pushed: Vec::new(),
-                pos: 0,
-                inner,
-            }),
-            header: None,
+        let mut input = Input {
+            pushed: Vec::new(),
+            pos: 0,
+            inner,
+        };
+        let header = read_leading_frames(&mut input, source)?;
+        let algorithm = meta::tar_digest_of(header.as_ref().map(|h| h.format));
+        Ok(ArchiveReader {
+            state: State::Between(input),
+            header,
             trailer: None,
-            digest: Handoff::new(DigestWriter::new(io::sink()), "volsafe-digest")
+            digest: Handoff::new(DigestWriter::new(io::sink(), algorithm), "volsafe-digest")
                 .with_context(|| format!("{source}: cannot start the digest thread"))?,
             encrypted,
             manifest: ManifestSeen {
                 frames: 0,
                 hasher: blake3::Hasher::new(),
             },
-        };
-        reader.read_leading_frames(source)?;
-        Ok(reader)
+        })
     }
 
     pub fn header(&self) -> Option<&Header> {
@@ -173,64 +175,13 @@ impl ArchiveReader {
         self.encrypted
     }
 
-    /// Reads metadata frames up to the first zstd frame.
-    fn read_leading_frames(&mut self, source: &str) -> Result<()> {
-        let State::Between(input) = &mut self.state else {
-            return Ok(());
-        };
-        loop {
-            // The first bytes after the age header: if they cannot be
-            // decrypted or read, the archive is damaged at its start.
-            let magic = input.magic().map_err(|e| {
-                integrity(
-                    format!("{source}: damaged or truncated at its start ({e})"),
-                    "the archive is damaged; use another backup",
-                )
-            })?;
-            match magic {
-                None => {
-                    return Err(integrity(
-                        format!("{source}: the archive holds no compressed data"),
-                        "the file is truncated or not a volsafe archive",
-                    ))
-                }
-                Some(m) if m == meta::ZSTD_MAGIC => {
-                    input.unread(&m.to_le_bytes());
-                    return Ok(());
-                }
-                Some(m) if meta::is_skippable(m) => {
-                    let frame = meta::read_skippable(input).map_err(|e| {
-                        integrity(
-                            format!("{source}: truncated or damaged metadata frame ({e})"),
-                            "the archive is damaged; use another backup",
-                        )
-                    })?;
-                    if let Skippable::Volsafe { kind, payload } = frame {
-                        if kind == FrameKind::Header as u8 {
-                            check_format(&payload, source)?;
-                            let header: Header = serde_json::from_slice(&payload)
-                                .with_context(|| format!("{source}: unreadable archive header"))?;
-                            self.header = Some(header);
-                        }
-                    }
-                }
-                Some(_) => {
-                    return Err(failed(
-                        format!("{source}: not a zstd-compressed archive"),
-                        "volsafe reads age(zstd(tar)) or zstd(tar); compress a plain tar with `zstd` first",
-                    ))
-                }
-            }
-        }
-    }
-
     /// Reads to the end of the input, and returns the tar totals.
     pub fn finish(mut self) -> io::Result<TarTotals> {
         io::copy(&mut self, &mut io::sink())?;
-        let (_, bytes, sha256) = self.digest.finish()?.finish();
+        let (_, bytes, digest) = self.digest.finish()?.finish();
         Ok(TarTotals {
             bytes,
-            sha256,
+            digest,
             header: self.header,
             trailer: self.trailer,
             manifest_frames: self.manifest.frames,
@@ -297,6 +248,54 @@ impl ArchiveReader {
             ));
         }
         Ok(())
+    }
+}
+
+/// Reads metadata frames up to the first zstd frame, and returns volsafe's
+/// header if there was one.
+fn read_leading_frames(input: &mut Input, source: &str) -> Result<Option<Header>> {
+    let mut header_seen = None;
+    loop {
+        // The first bytes after the age header: if they cannot be
+        // decrypted or read, the archive is damaged at its start.
+        let magic = input.magic().map_err(|e| {
+            integrity(
+                format!("{source}: damaged or truncated at its start ({e})"),
+                "the archive is damaged; use another backup",
+            )
+        })?;
+        match magic {
+            None => {
+                return Err(integrity(
+                    format!("{source}: the archive holds no compressed data"),
+                    "the file is truncated or not a volsafe archive",
+                ))
+            }
+            Some(m) if m == meta::ZSTD_MAGIC => {
+                input.unread(&m.to_le_bytes());
+                return Ok(header_seen);
+            }
+            Some(m) if meta::is_skippable(m) => {
+                let frame = meta::read_skippable(input).map_err(|e| {
+                    integrity(
+                        format!("{source}: truncated or damaged metadata frame ({e})"),
+                        "the archive is damaged; use another backup",
+                    )
+                })?;
+                if let Skippable::Volsafe { kind, payload } = frame {
+                    if kind == FrameKind::Header as u8 {
+                        check_format(&payload, source)?;
+                        let header: Header = serde_json::from_slice(&payload)
+                            .with_context(|| format!("{source}: unreadable archive header"))?;
+                        header_seen = Some(header);
+                    }
+                }
+            }
+            Some(_) => return Err(failed(
+                format!("{source}: not a zstd-compressed archive"),
+                "volsafe reads age(zstd(tar)) or zstd(tar); compress a plain tar with `zstd` first",
+            )),
+        }
     }
 }
 
@@ -462,7 +461,7 @@ fn decrypt(
 /// What the tar stream of an archive added up to.
 pub struct TarTotals {
     pub bytes: u64,
-    pub sha256: String,
+    pub digest: Digest,
     pub header: Option<Header>,
     pub trailer: Option<Trailer>,
     pub manifest_frames: u64,
@@ -477,7 +476,9 @@ pub struct Summary {
     pub entries: u64,
     pub data_bytes: u64,
     pub tar_bytes: u64,
-    pub tar_sha256: String,
+    /// BLAKE3 for format 2 archives, SHA-256 for format 1 and for archives
+    /// without volsafe's header.
+    pub tar_digest: Digest,
     pub manifest_frames: u64,
     pub manifest_blake3: String,
 }
@@ -518,7 +519,7 @@ where
         entries,
         data_bytes,
         tar_bytes: totals.bytes,
-        tar_sha256: totals.sha256,
+        tar_digest: totals.digest,
         manifest_frames: totals.manifest_frames,
         manifest_blake3: totals.manifest_blake3,
     };
@@ -552,8 +553,13 @@ fn check_trailer(s: &Summary, volsafe: bool) -> Result<()> {
             s.data_bytes, t.data_bytes
         ));
     }
-    if t.tar_sha256 != s.tar_sha256 {
-        wrong.push("the tar digest differs from the trailer's".to_owned());
+    match t.tar_digest(s.tar_digest.algorithm) {
+        Some(hex) if hex == s.tar_digest.hex => {}
+        Some(_) => wrong.push("the tar digest differs from the trailer's".to_owned()),
+        None => wrong.push(format!(
+            "the trailer has no {} digest of the tar",
+            s.tar_digest.algorithm.name()
+        )),
     }
     if let Some(m) = &t.manifest {
         if m.frames != s.manifest_frames || m.blake3 != s.manifest_blake3 {
@@ -597,15 +603,16 @@ mod tests {
     /// An archive from a later volsafe must be refused, not half understood.
     #[test]
     fn newer_format_is_refused() {
-        let bytes = with_header(r#"{"format":2,"something":"new"}"#);
+        let newer = meta::FORMAT_VERSION + 1;
+        let bytes = with_header(&format!(r#"{{"format":{newer},"something":"new"}}"#));
         let err = ArchiveReader::open(Box::new(io::Cursor::new(bytes)), &no_keys(), "a.tar.zst")
             .err()
-            .expect("a format 2 archive was accepted");
+            .expect("a newer archive was accepted");
         let user = find_user_error(&err).expect("no user error");
         assert_eq!(user.kind, Kind::Failed);
         assert_eq!(
             format!("{err:#}"),
-            "a.tar.zst: archive format 2 is newer than this volsafe understands"
+            format!("a.tar.zst: archive format {newer} is newer than this volsafe understands")
         );
         assert_eq!(user.hint.as_deref(), Some("upgrade volsafe"));
     }

@@ -3,14 +3,21 @@
 
 use std::io::Read;
 
+use sha2::Digest as _;
+
 use super::crypto::{Decryption, Encryption};
+use super::digest::Algorithm;
 use super::meta::{Header, FORMAT_VERSION};
 use super::tarstream::{Entry, EntryKind};
 use super::{walk, ArchiveReader, ArchiveWriter};
 
 fn header() -> Header {
+    header_of(FORMAT_VERSION)
+}
+
+fn header_of(format: u32) -> Header {
     Header {
-        format: FORMAT_VERSION,
+        format,
         volume: "v".into(),
         labels: Default::default(),
         driver: "local".into(),
@@ -51,7 +58,11 @@ fn keys() -> (age::x25519::Identity, Decryption) {
 }
 
 fn archive(enc: &Encryption) -> Vec<u8> {
-    let mut w = ArchiveWriter::new(Vec::new(), enc.encryptor().unwrap(), &header(), 3, 0).unwrap();
+    archive_of(enc, &header())
+}
+
+fn archive_of(enc: &Encryption, header: &Header) -> Vec<u8> {
+    let mut w = ArchiveWriter::new(Vec::new(), enc.encryptor().unwrap(), header, 3, 0).unwrap();
     w.append(&entry("./", EntryKind::Dir, 0), &mut std::io::empty())
         .unwrap();
     let data: Vec<u8> = (0..300_000u32)
@@ -81,7 +92,72 @@ fn encrypted_archive_round_trips_with_header_and_trailer() {
     assert_eq!(s.entries, 2);
     assert_eq!(s.data_bytes, 300_000);
     assert_eq!(s.header.unwrap().volume, "v");
-    assert_eq!(s.trailer.unwrap().tar_sha256, s.tar_sha256);
+    assert_eq!(s.tar_digest.algorithm, Algorithm::Blake3);
+    let trailer = s.trailer.unwrap();
+    assert_eq!(
+        trailer.tar_blake3.as_deref(),
+        Some(s.tar_digest.hex.as_str())
+    );
+    assert_eq!(trailer.tar_sha256, None);
+}
+
+/// Archives written before format 2 carry the tar's SHA-256, and are read
+/// and checked as they were.
+#[test]
+fn format_1_archives_are_checked_with_sha256() {
+    let bytes = archive_of(&Encryption::None, &header_of(1));
+    let (_, dec) = keys();
+    let s = read_all(bytes.clone(), &dec).unwrap();
+    assert_eq!(s.tar_digest.algorithm, Algorithm::Sha256);
+    let trailer = s.trailer.clone().unwrap();
+    assert_eq!(
+        trailer.tar_sha256.as_deref(),
+        Some(s.tar_digest.hex.as_str())
+    );
+    assert_eq!(trailer.tar_blake3, None);
+    // zstd -d | sha256sum prints it.
+    let tar = zstd::decode_all(&bytes[..]).unwrap();
+    assert_eq!(s.tar_digest.hex, hex::encode(sha2::Sha256::digest(&tar)));
+
+    let mut damaged = bytes;
+    let pos = damaged
+        .windows(10)
+        .rposition(|w| w == b"tar_sha256")
+        .unwrap();
+    damaged[pos + 13] = if damaged[pos + 13] == b'0' {
+        b'1'
+    } else {
+        b'0'
+    };
+    let err = read_all(damaged, &dec).unwrap_err();
+    assert_eq!(crate::error::exit_for(&err), crate::error::Exit::Integrity);
+}
+
+/// `zstd -d | b3sum` prints a format 2 archive's `tar_blake3`.
+#[test]
+fn tar_blake3_is_the_digest_of_the_decompressed_stream() {
+    let bytes = archive(&Encryption::None);
+    let (_, dec) = keys();
+    let s = read_all(bytes.clone(), &dec).unwrap();
+    let tar = zstd::decode_all(&bytes[..]).unwrap();
+    assert_eq!(s.tar_digest.hex, blake3::hash(&tar).to_hex().as_str());
+}
+
+/// A trailer without the digest its archive's format calls for is damaged,
+/// not a pass.
+#[test]
+fn a_trailer_without_the_tar_digest_is_an_integrity_error() {
+    let mut bytes = archive(&Encryption::None);
+    let pos = bytes.windows(10).rposition(|w| w == b"tar_blake3").unwrap();
+    // Same length, a field this reader does not know.
+    bytes[pos..pos + 10].copy_from_slice(b"tar_blakeX");
+    let (_, dec) = keys();
+    let err = read_all(bytes, &dec).unwrap_err();
+    assert_eq!(crate::error::exit_for(&err), crate::error::Exit::Integrity);
+    assert!(
+        format!("{err:#}").contains("the trailer has no blake3 digest of the tar"),
+        "{err:#}"
+    );
 }
 
 #[test]
@@ -120,7 +196,7 @@ fn truncated_archives_are_errors_at_every_length() {
 fn unencrypted_trailer_mismatch_is_an_integrity_error() {
     // Rewrite the trailer so its digest no longer matches the tar.
     let mut bytes = archive(&Encryption::None);
-    let pos = bytes.windows(10).rposition(|w| w == b"tar_sha256").unwrap();
+    let pos = bytes.windows(10).rposition(|w| w == b"tar_blake3").unwrap();
     let hex_start = pos + 13;
     bytes[hex_start] = if bytes[hex_start] == b'0' { b'1' } else { b'0' };
     let (_, dec) = keys();

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 
 use zstd::stream::raw::{self, InBuffer, Operation, OutBuffer};
 
-use super::digest::DigestWriter;
+use super::digest::{Algorithm, Digest, DigestWriter};
 use super::handoff::{Handoff, HANDOFF};
 use super::manifest::{self, Hashing, Record};
 use super::meta::{self, FrameKind, Header, Trailer};
@@ -56,7 +56,7 @@ const JOB_SIZE: u32 = 2 << 20;
 const OUT_BUF: usize = 256 * 1024;
 
 /// Collects the tar in large batches, each of which goes to zstd and then,
-/// without a copy, to SHA-256 on a thread of its own. Few large writes keep
+/// without a copy, to the tar's digest on a thread of its own. Few large writes keep
 /// zstd's worker hand-offs (and their locks) few, whatever the entry sizes.
 struct Tee<Z: Write> {
     zstd: Z,
@@ -65,11 +65,11 @@ struct Tee<Z: Write> {
 }
 
 impl<Z: Write> Tee<Z> {
-    fn new(zstd: Z) -> io::Result<Self> {
+    fn new(zstd: Z, algorithm: Algorithm) -> io::Result<Self> {
         Ok(Tee {
             zstd,
             batch: Vec::with_capacity(HANDOFF),
-            digest: Handoff::new(DigestWriter::new(io::sink()), "volsafe-digest")?,
+            digest: Handoff::new(DigestWriter::new(io::sink(), algorithm), "volsafe-digest")?,
         })
     }
 
@@ -83,11 +83,11 @@ impl<Z: Write> Tee<Z> {
         Ok(())
     }
 
-    /// The inner writer, the tar's length and its SHA-256.
-    fn finish(mut self) -> io::Result<(Z, u64, String)> {
+    /// The inner writer, the tar's length and its digest.
+    fn finish(mut self) -> io::Result<(Z, u64, Digest)> {
         self.pass_on()?;
-        let (_, bytes, sha256) = self.digest.finish()?.finish();
-        Ok((self.zstd, bytes, sha256))
+        let (_, bytes, digest) = self.digest.finish()?.finish();
+        Ok((self.zstd, bytes, digest))
     }
 }
 
@@ -235,7 +235,7 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
         level: i32,
         threads: u32,
     ) -> Result<Self> {
-        let out = DigestWriter::new(out);
+        let out = DigestWriter::new(out, Algorithm::Sha256);
         let mut sink = match encryptor {
             Some(enc) => Sink::Age(enc.wrap_output(out).context("cannot start encryption")?),
             None => Sink::Plain(out),
@@ -244,7 +244,7 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
         meta::write_frame(&mut sink, FrameKind::Header, &json)?;
         let zstd = FrameEncoder::new(Handoff::new(sink, "volsafe-writer")?, level, threads)?;
         Ok(ArchiveWriter {
-            tar: TarWriter::new(Tee::new(zstd)?),
+            tar: TarWriter::new(Tee::new(zstd, meta::tar_digest_of(Some(header.format)))?),
             data_bytes: 0,
             manifest: manifest::Builder::default(),
         })
@@ -301,7 +301,7 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
         let entries = self.tar.entries_written();
         let mut manifest = self.manifest;
         let digest = self.tar.finish()?;
-        let (zstd, tar_bytes, tar_sha256) = digest.finish()?;
+        let (zstd, tar_bytes, tar_digest) = digest.finish()?;
         let mut sink = zstd.finish()?.finish()?;
         if let Some(chunk) = manifest.take()? {
             meta::write_frame(&mut sink, FrameKind::Manifest, &chunk)?;
@@ -309,7 +309,8 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
         let trailer = Trailer {
             entries,
             tar_bytes,
-            tar_sha256,
+            tar_sha256: (tar_digest.algorithm == Algorithm::Sha256).then(|| tar_digest.hex.clone()),
+            tar_blake3: (tar_digest.algorithm == Algorithm::Blake3).then_some(tar_digest.hex),
             data_bytes: self.data_bytes,
             manifest: Some(manifest.totals()),
         };
@@ -320,6 +321,7 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
         )?;
         let digest = sink.finish()?;
         let (inner, file_bytes, file_sha256) = digest.finish();
+        let file_sha256 = file_sha256.hex;
         Ok(Written {
             inner,
             file_bytes,

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::restore::Keys;
 use crate::archive::crypto::{Decryption, PASSPHRASE_ENV};
-use crate::archive::digest::DigestReader;
+use crate::archive::digest::{Algorithm, Digest, DigestReader};
 use crate::archive::{walk, ArchiveReader};
 use crate::cli::OutputFormat;
 use crate::error::{failed, find_user_error, integrity, usage, Exit, Kind};
@@ -43,7 +43,14 @@ struct Content {
     entries: u64,
     data_bytes: u64,
     tar_bytes: u64,
-    tar_sha256: String,
+    /// Format 1 archives and archives made by standard tools.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tar_sha256: Option<String>,
+    /// Format 2 archives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tar_blake3: Option<String>,
+    #[serde(skip)]
+    tar_digest: Digest,
     volume: Option<String>,
     created: Option<String>,
 }
@@ -99,11 +106,11 @@ pub fn run(plan: Plan, shutdown: &Shutdown) -> Result<Exit> {
                     "reads whole (not encrypted)"
                 };
                 crate::out_line(format!(
-                    "ok: {} {how}: {} entries, {} bytes of file data, tar sha256 {}",
+                    "ok: {} {how}: {} entries, {} bytes of file data, tar {}",
                     path.display(),
                     c.entries,
                     c.data_bytes,
-                    c.tar_sha256
+                    c.tar_digest
                 ))?;
             }
         }
@@ -142,7 +149,7 @@ pub(crate) fn check_sidecar(
             "pass -i IDENTITY (or --passphrase-file FILE) to decrypt and check the whole archive",
         ));
     };
-    let mut reader = DigestReader::new(open(path, shutdown)?);
+    let mut reader = DigestReader::new(open(path, shutdown)?, Algorithm::Sha256);
     io::copy(&mut reader, &mut io::sink())
         .map_err(|e| failed(format!("archive {}: {e}", path.display()), "check the path"))?;
     let (_, size, sha) = reader.finish();
@@ -156,6 +163,7 @@ pub(crate) fn check_sidecar(
             "the archive is truncated or was changed; use another backup",
         ));
     }
+    let sha = sha.hex;
     if sha != side.sha256 {
         return Err(integrity(
             format!(
@@ -190,7 +198,11 @@ fn check_content(path: &Path, keys: &Decryption, shutdown: &Shutdown) -> Result<
         entries: summary.entries,
         data_bytes: summary.data_bytes,
         tar_bytes: summary.tar_bytes,
-        tar_sha256: summary.tar_sha256,
+        tar_sha256: (summary.tar_digest.algorithm == Algorithm::Sha256)
+            .then(|| summary.tar_digest.hex.clone()),
+        tar_blake3: (summary.tar_digest.algorithm == Algorithm::Blake3)
+            .then(|| summary.tar_digest.hex.clone()),
+        tar_digest: summary.tar_digest,
         volume: header.as_ref().map(|h| h.volume.clone()),
         created: header.map(|h| h.created),
     })
