@@ -101,6 +101,22 @@ pub enum Command {
     Drill(DrillArgs),
 }
 
+impl Cli {
+    /// Threads for the async runtime. Commands that move one stream at a
+    /// time get one: the async side only moves HTTP bodies and waits on the
+    /// daemon, the CPU work has threads of its own, and a second worker
+    /// made the wake-ups bounce between two threads (a backup of 1 GiB: 5%
+    /// more CPU, docs/performance.md). The scheduler and `backup
+    /// --parallel N` keep one per core.
+    pub fn async_workers(&self) -> Option<usize> {
+        match &self.command {
+            Command::Schedule(_) => None,
+            Command::Backup(b) if b.parallel > 1 => None,
+            _ => Some(1),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Write the identity to FILE (mode 0600, never overwritten) and print

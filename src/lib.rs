@@ -302,6 +302,7 @@ mod tests {
             super::batch_scheduling().unwrap();
             // SAFETY: no arguments; pid 0 is the calling thread.
             assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_BATCH);
+            // SAFETY: as above, in the new thread.
             let child = std::thread::spawn(|| unsafe { libc::sched_getscheduler(0) });
             assert_eq!(child.join().unwrap(), libc::SCHED_BATCH);
         })

@@ -22,14 +22,11 @@ fn main() -> ExitCode {
     if let Err(e) = batch {
         tracing::debug!(error = %e, "cannot switch to batch scheduling; carrying on");
     }
-    // One worker: the async side only moves HTTP bodies and waits on the
-    // daemon, and the CPU work has threads of its own. With two, the I/O
-    // driver's wake-ups bounced between them (docs/performance.md).
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cli.async_workers() {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("volsafe: cannot start the async runtime: {e}");

@@ -13,7 +13,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use anyhow::{Context, Result};
 
 use super::crypto::{decrypt_error, Decryption};
-use super::digest::{Digest, DigestWriter};
+use super::digest::{Algorithm, Digest, DigestWriter};
 use super::handoff::Handoff;
 use super::manifest::{self, Record};
 use super::meta::{self, FrameKind, Header, Skippable, Trailer};
@@ -537,6 +537,13 @@ fn check_trailer(s: &Summary, volsafe: bool) -> Result<()> {
         }
         return Ok(());
     };
+    if !volsafe {
+        // volsafe writes its header first, always.
+        return Err(integrity(
+            "the archive has volsafe's trailer but no header (damaged at its start)",
+            "the archive is damaged; use an older one",
+        ));
+    }
     let mut wrong = Vec::new();
     if t.entries != s.entries {
         wrong.push(format!("{} entries, trailer says {}", s.entries, t.entries));
@@ -560,6 +567,16 @@ fn check_trailer(s: &Summary, volsafe: bool) -> Result<()> {
             "the trailer has no {} digest of the tar",
             s.tar_digest.algorithm.name()
         )),
+    }
+    let other = match s.tar_digest.algorithm {
+        Algorithm::Sha256 => Algorithm::Blake3,
+        Algorithm::Blake3 => Algorithm::Sha256,
+    };
+    if t.tar_digest(other).is_some() {
+        wrong.push(format!(
+            "the trailer has a {} digest, which its archive's format does not use",
+            other.name()
+        ));
     }
     if let Some(m) = &t.manifest {
         if m.frames != s.manifest_frames || m.blake3 != s.manifest_blake3 {

@@ -312,3 +312,45 @@ fn a_changed_manifest_frame_is_damage() {
     // Read on its own, the frame no longer decodes, or no longer matches.
     assert!(manifest_of(bytes).is_err());
 }
+
+/// Replaces the trailer (the last frame of an unencrypted archive) with
+/// what `edit` makes of its JSON.
+fn rewrite_trailer(bytes: &mut Vec<u8>, edit: impl FnOnce(&mut serde_json::Value)) {
+    let magic = super::meta::SKIPPABLE_MAGIC.to_le_bytes();
+    let at = bytes.windows(4).rposition(|w| w == magic).unwrap();
+    let payload = &bytes[at + 8..];
+    assert_eq!(
+        &payload[..9],
+        b"volsafe\0\x02",
+        "the last frame is the trailer"
+    );
+    let mut json: serde_json::Value = serde_json::from_slice(&payload[9..]).unwrap();
+    edit(&mut json);
+    bytes.truncate(at);
+    let json = serde_json::to_vec(&json).unwrap();
+    super::meta::write_frame(bytes, super::meta::FrameKind::Trailer, &json).unwrap();
+}
+
+#[test]
+fn a_trailer_with_the_other_formats_digest_is_an_integrity_error() {
+    let mut bytes = archive(&Encryption::None);
+    rewrite_trailer(&mut bytes, |t| {
+        t["tar_sha256"] = serde_json::Value::String("0".repeat(64));
+    });
+    let (_, dec) = keys();
+    let err = read_all(bytes, &dec).unwrap_err();
+    assert_eq!(crate::error::exit_for(&err), crate::error::Exit::Integrity);
+    assert!(format!("{err:#}").contains("a sha256 digest"), "{err:#}");
+}
+
+#[test]
+fn a_trailer_without_a_header_is_an_integrity_error() {
+    let mut bytes = archive(&Encryption::None);
+    // The header is the first frame: magic, length, payload.
+    let len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    bytes.drain(..8 + len);
+    let (_, dec) = keys();
+    let err = read_all(bytes, &dec).unwrap_err();
+    assert_eq!(crate::error::exit_for(&err), crate::error::Exit::Integrity);
+    assert!(format!("{err:#}").contains("no header"), "{err:#}");
+}

@@ -120,6 +120,35 @@ async fn write_expiry(engine: &Engine, container: &str) -> Result<()> {
         })
 }
 
+/// Writes the lease's expiry. Under load the daemon has been seen to lose a
+/// container soon after creating it: a lease container that is gone is
+/// created again under the same name, so the run keeps its id (its locks
+/// and helpers carry it).
+async fn renew(engine: &Engine, image: &str, name: &str, labels: &HashMap<String, String>) {
+    let Err(e) = write_expiry(engine, name).await else {
+        return;
+    };
+    let gone = matches!(
+        engine.docker.inspect_container(name, None).await,
+        Err(ref e) if status_of(e) == Some(404)
+    );
+    if !gone {
+        tracing::warn!(error = %format!("{e:#}"), "cannot renew the lease; retrying");
+        return;
+    }
+    tracing::warn!(lease = %name, "the lease container is gone; creating it again");
+    let again = match create_marker(engine, image, name, labels.clone()).await {
+        Ok(_) => write_expiry(engine, name).await,
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot create volsafe's lease container again ({})",
+            message_of(&e)
+        )),
+    };
+    if let Err(e) = again {
+        tracing::warn!(error = %format!("{e:#}"), "cannot renew the lease; retrying");
+    }
+}
+
 /// Creates a never-started container from `image` with the given name and labels.
 pub(crate) async fn create_marker(
     engine: &Engine,
@@ -147,55 +176,43 @@ pub(crate) async fn create_marker(
 
 impl Lease {
     /// Takes a lease for this run and starts renewing it.
+    ///
+    /// The first expiry is written in the background, like every renewal:
+    /// until it is there, [`alive`] counts the lease alive for [`LEASE_TTL`]
+    /// from the container's creation, so the run need not wait for the
+    /// write (the daemon mounts the container for it: 40-60 ms, the longest
+    /// step of a backup's start).
     pub async fn start(engine: &Engine, image: &str, what: &str) -> Result<Lease> {
         let holder = holder_description(what);
-        // Under load the daemon has been seen to lose a container between
-        // its creation and the first write into it; a new lease is cheap.
-        let mut attempt = 1;
-        let (id, container) = loop {
-            let id = random_id();
-            let labels = HashMap::from([
-                (LABEL_ROLE.to_owned(), "lease".to_owned()),
-                (LABEL_OWNER.to_owned(), id.clone()),
-                (LABEL_HOLDER.to_owned(), holder.clone()),
-            ]);
-            let container = create_marker(engine, image, &lease_name(&id), labels)
-                .await
-                .map_err(|e| {
-                    failed(
-                        format!(
-                            "cannot create volsafe's lease container ({})",
-                            message_of(&e)
-                        ),
-                        "check the daemon's log",
-                    )
-                })?;
-            match write_expiry(engine, &container).await {
-                Ok(()) => break (id, container),
-                Err(e) => {
-                    remove_container(engine, &container).await;
-                    if attempt == 3 {
-                        return Err(e);
-                    }
-                    tracing::debug!(error = %format!("{e:#}"), attempt, "cannot start the lease; trying again");
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        };
+        let id = random_id();
+        let labels = HashMap::from([
+            (LABEL_ROLE.to_owned(), "lease".to_owned()),
+            (LABEL_OWNER.to_owned(), id.clone()),
+            (LABEL_HOLDER.to_owned(), holder.clone()),
+        ]);
+        let name = lease_name(&id);
+        let container = create_marker(engine, image, &name, labels.clone())
+            .await
+            .map_err(|e| {
+                failed(
+                    format!(
+                        "cannot create volsafe's lease container ({})",
+                        message_of(&e)
+                    ),
+                    "check the daemon's log",
+                )
+            })?;
         let renew = {
             // A renewal that hangs must give up before the lease runs out.
             let engine = Engine {
                 docker: engine.docker.clone().with_timeout(RENEW_TIMEOUT),
                 ..engine.clone()
             };
-            let container = container.clone();
+            let image = image.to_owned();
             tokio::spawn(async move {
                 loop {
+                    renew(&engine, &image, &name, &labels).await;
                     tokio::time::sleep(RENEW_EVERY).await;
-                    if let Err(e) = write_expiry(&engine, &container).await {
-                        tracing::warn!(error = %format!("{e:#}"), "cannot renew the lease; retrying");
-                    }
                 }
             })
         };

@@ -533,7 +533,13 @@ pub async fn write_to_dir(
     counter: Arc<AtomicU64>,
 ) -> Result<PathBuf> {
     let encrypted = job.encryptor.is_some();
-    let mut pending = store::create(dir, &helper.volume, job.created, encrypted)?;
+    // File system calls off the async side: a hung destination (NFS) must
+    // not hold up the other volumes, the lease's renewals or the signals.
+    let mut pending = {
+        let (dir, volume, created) = (dir.to_owned(), helper.volume.clone(), job.created);
+        tokio::task::spawn_blocking(move || store::create(&dir, &volume, created, encrypted))
+            .await??
+    };
     let file = pending
         .file
         .take()
@@ -566,9 +572,9 @@ pub async fn write_to_dir(
         entries: written.trailer.entries,
         ..sidecar
     };
-    let path = pending.commit(&sidecar)?;
-    tracing::info!(volume = %sidecar.volume, path = %path.display(), entries = sidecar.entries,
-        bytes = sidecar.size, "backup committed");
+    let (volume, entries, bytes) = (sidecar.volume.clone(), sidecar.entries, sidecar.size);
+    let path = tokio::task::spawn_blocking(move || pending.commit(&sidecar)).await??;
+    tracing::info!(volume = %volume, path = %path.display(), entries, bytes, "backup committed");
     Ok(path)
 }
 
@@ -673,8 +679,8 @@ pub async fn stream_volume(
     let volume = helper.volume.clone();
     let (pump, input) =
         bridge::download(engine, &helper.id, &format!("/{MOUNT_DIR}"), Some(counter));
-    // A task of its own, the pump runs on the worker that received the
-    // bytes (no hop to this thread per chunk); it ends once the reader is gone.
+    // A task of its own, so that it moves bytes while this task waits on
+    // the writer; it ends once the reader is gone.
     let pump = tokio::spawn(pump);
     let work = tokio::task::spawn_blocking(move || reframe(input, out, job).map_err(explain_dest));
     let (_, joined) = tokio::join!(pump, work);
