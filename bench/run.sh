@@ -353,6 +353,10 @@ bench_set() {
                 for ((i = ${#list[@]} - 1; i >= 0; i--)); do order+=("${list[i]}"); done
             fi
             for c in "${order[@]}"; do
+                # Untimed: the writeback of what the command before wrote
+                # (a restore leaves up to the whole volume in dirty pages)
+                # must not land in this command's time.
+                sync
                 timed "$c" "$set"
                 times[$set,$c]="${times[$set,$c]:-} $elapsed"
                 log "($set) round $r/$rounds: ${c#c_} ${elapsed}s"
