@@ -33,6 +33,14 @@ pub struct Digest {
     pub hex: String,
 }
 
+impl Digest {
+    /// The hex digest if it was made with `algorithm`: the value of the
+    /// `tar_<algorithm>` field of a trailer or a report.
+    pub fn hex_if(&self, algorithm: Algorithm) -> Option<String> {
+        (self.algorithm == algorithm).then(|| self.hex.clone())
+    }
+}
+
 impl std::fmt::Display for Digest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.algorithm.name(), self.hex)

@@ -309,8 +309,8 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
         let trailer = Trailer {
             entries,
             tar_bytes,
-            tar_sha256: (tar_digest.algorithm == Algorithm::Sha256).then(|| tar_digest.hex.clone()),
-            tar_blake3: (tar_digest.algorithm == Algorithm::Blake3).then_some(tar_digest.hex),
+            tar_sha256: tar_digest.hex_if(Algorithm::Sha256),
+            tar_blake3: tar_digest.hex_if(Algorithm::Blake3),
             data_bytes: self.data_bytes,
             manifest: Some(manifest.totals()),
         };

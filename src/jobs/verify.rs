@@ -198,10 +198,8 @@ fn check_content(path: &Path, keys: &Decryption, shutdown: &Shutdown) -> Result<
         entries: summary.entries,
         data_bytes: summary.data_bytes,
         tar_bytes: summary.tar_bytes,
-        tar_sha256: (summary.tar_digest.algorithm == Algorithm::Sha256)
-            .then(|| summary.tar_digest.hex.clone()),
-        tar_blake3: (summary.tar_digest.algorithm == Algorithm::Blake3)
-            .then(|| summary.tar_digest.hex.clone()),
+        tar_sha256: summary.tar_digest.hex_if(Algorithm::Sha256),
+        tar_blake3: summary.tar_digest.hex_if(Algorithm::Blake3),
         tar_digest: summary.tar_digest,
         volume: header.as_ref().map(|h| h.volume.clone()),
         created: header.map(|h| h.created),
