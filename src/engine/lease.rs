@@ -56,7 +56,6 @@ pub struct Lease {
     pub id: String,
     /// Who this run is, for the messages of runs that wait for its locks.
     holder: String,
-    container: String,
     renew: tokio::task::JoinHandle<()>,
 }
 
@@ -191,7 +190,7 @@ impl Lease {
             (LABEL_HOLDER.to_owned(), holder.clone()),
         ]);
         let name = lease_name(&id);
-        let container = create_marker(engine, image, &name, labels.clone())
+        create_marker(engine, image, &name, labels.clone())
             .await
             .map_err(|e| {
                 failed(
@@ -217,18 +216,14 @@ impl Lease {
             })
         };
         tracing::debug!(lease = %id, "lease taken");
-        Ok(Lease {
-            id,
-            holder,
-            container,
-            renew,
-        })
+        Ok(Lease { id, holder, renew })
     }
 
-    /// Stops renewing and removes the lease container.
+    /// Stops renewing and removes the lease container, by name: a renewal
+    /// may have created it again under a new container id.
     pub async fn end(self, engine: &Engine) {
         self.renew.abort();
-        remove_container(engine, &self.container).await;
+        remove_container(engine, &lease_name(&self.id)).await;
     }
 }
 
