@@ -76,6 +76,14 @@ fn archive_of(enc: &Encryption, header: &Header) -> Vec<u8> {
     w.finish().unwrap().inner
 }
 
+/// Reading `bytes` must fail as an integrity failure whose message holds `says`.
+fn assert_damaged(bytes: Vec<u8>, says: &str) {
+    let (_, dec) = keys();
+    let err = read_all(bytes, &dec).unwrap_err();
+    assert_eq!(crate::error::exit_for(&err), crate::error::Exit::Integrity);
+    assert!(format!("{err:#}").contains(says), "{err:#}");
+}
+
 fn read_all(bytes: Vec<u8>, dec: &Decryption) -> anyhow::Result<super::Summary> {
     let r = ArchiveReader::open(Box::new(std::io::Cursor::new(bytes)), dec, "test")?;
     walk(r, |_, data| {
@@ -199,10 +207,7 @@ fn unencrypted_trailer_mismatch_is_an_integrity_error() {
     let pos = bytes.windows(10).rposition(|w| w == b"tar_blake3").unwrap();
     let hex_start = pos + 13;
     bytes[hex_start] = if bytes[hex_start] == b'0' { b'1' } else { b'0' };
-    let (_, dec) = keys();
-    let err = read_all(bytes, &dec).unwrap_err();
-    assert_eq!(crate::error::exit_for(&err), crate::error::Exit::Integrity);
-    assert!(format!("{err:#}").contains("trailer"), "{err:#}");
+    assert_damaged(bytes, "trailer");
 }
 
 #[test]
@@ -337,10 +342,7 @@ fn a_trailer_with_the_other_formats_digest_is_an_integrity_error() {
     rewrite_trailer(&mut bytes, |t| {
         t["tar_sha256"] = serde_json::Value::String("0".repeat(64));
     });
-    let (_, dec) = keys();
-    let err = read_all(bytes, &dec).unwrap_err();
-    assert_eq!(crate::error::exit_for(&err), crate::error::Exit::Integrity);
-    assert!(format!("{err:#}").contains("a sha256 digest"), "{err:#}");
+    assert_damaged(bytes, "a sha256 digest");
 }
 
 #[test]
@@ -349,8 +351,5 @@ fn a_trailer_without_a_header_is_an_integrity_error() {
     // The header is the first frame: magic, length, payload.
     let len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
     bytes.drain(..8 + len);
-    let (_, dec) = keys();
-    let err = read_all(bytes, &dec).unwrap_err();
-    assert_eq!(crate::error::exit_for(&err), crate::error::Exit::Integrity);
-    assert!(format!("{err:#}").contains("no header"), "{err:#}");
+    assert_damaged(bytes, "no header");
 }
