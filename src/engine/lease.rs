@@ -176,11 +176,12 @@ pub(crate) async fn create_marker(
 impl Lease {
     /// Takes a lease for this run and starts renewing it.
     ///
-    /// The first expiry is written in the background, like every renewal:
-    /// until it is there, [`alive`] counts the lease alive for [`LEASE_TTL`]
-    /// from the container's creation, so the run need not wait for the
-    /// write (the daemon mounts the container for it: 40-60 ms, the longest
-    /// step of a backup's start).
+    /// The first expiry is written at the first renewal, [`RENEW_EVERY`]
+    /// after the start: until it is there, [`alive`] counts the lease alive
+    /// for [`LEASE_TTL`] from the container's creation, the same margin a
+    /// renewal leaves. A write makes the daemon mount the container (40-60
+    /// ms with fuse-overlayfs), which slowed the creation of the lock and
+    /// helper beside it; a run shorter than that never writes at all.
     pub async fn start(engine: &Engine, image: &str, what: &str) -> Result<Lease> {
         let holder = holder_description(what);
         let id = random_id();
@@ -210,8 +211,8 @@ impl Lease {
             let image = image.to_owned();
             tokio::spawn(async move {
                 loop {
-                    renew(&engine, &image, &name, &labels).await;
                     tokio::time::sleep(RENEW_EVERY).await;
+                    renew(&engine, &image, &name, &labels).await;
                 }
             })
         };
