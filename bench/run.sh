@@ -10,7 +10,9 @@
 #   --large    adds (c) 4 GiB mixed
 #   --quick    (a) 64 MiB mixed and (b) 5,000 small files, one round (CI)
 #   --rounds N rounds per volume; the order of the contenders alternates
-#              from one round to the next, and the median is reported
+#              from one round to the next, and the median is reported.
+#              All backup rounds run first, then the restores, then
+#              restore --replace (it removes files: see drop_volume)
 #
 # Contenders, each timed with its container creation and removal:
 #   (1) volsafe backup / restore (age recipient, default level), restore
@@ -219,9 +221,10 @@ load_volume() {
 }
 
 # What a set leaves to remove. With many files, removal waits for the
-# set's end: ext4 skips inodes freed in the last minutes when it allocates
-# new ones, one lookup each, so a restore that follows the removal of
-# 100,000 files took 10-60 s instead of 5 (seen here; the cost lands on
+# set's end: ext4 without a journal skips inodes freed in the last minutes
+# when it allocates new ones, one lookup each, so a restore that follows
+# the removal of 100,000 files took 10-60 s instead of 5 (seen on a
+# machine whose root file system has no journal; the cost lands on
 # whichever contender runs next, not on the one that deleted).
 deferred_volumes=()
 round=0
@@ -297,7 +300,10 @@ reset_after() {
 }
 
 backups=(c_volsafe_backup c_std_backup c_tar_czf c_tar_cf c_ceiling c_host_probe)
-restores=(c_volsafe_restore c_std_restore c_volsafe_replace)
+restores=(c_volsafe_restore c_std_restore)
+# Last, after every plain restore: it removes the target's files, and
+# restores within minutes of a removal pay for it (see drop_volume).
+replaces=(c_volsafe_replace)
 
 median() {
     tr ' ' '\n' | awk 'NF' | sort -g |
@@ -376,9 +382,10 @@ bench_set() {
     reset_after none "$set"
 
     declare -gA times
-    for round in $(seq 1 "$rounds"); do
-        for phase in backups restores; do
-            local -n list=$phase
+    local phase
+    for phase in backups restores replaces; do
+        local -n list=$phase
+        for round in $(seq 1 "$rounds"); do
             order=("${list[@]}")
             if [ $((round % 2)) -eq 0 ]; then
                 order=()
@@ -395,8 +402,8 @@ bench_set() {
                 log "($set) round $round/$rounds: ${c#c_} ${elapsed}s"
                 reset_after "$c" "$set"
             done
-            unset -n list
         done
+        unset -n list
     done
 
     # Sizes: volsafe's data frames against zstd -3 of the same tar.
@@ -414,7 +421,7 @@ bench_set() {
     rm -rf "$work/src"
 
     local m
-    for c in "${backups[@]}" "${restores[@]}"; do
+    for c in "${backups[@]}" "${restores[@]}" "${replaces[@]}"; do
         m=$(echo "${times[$set,$c]:-}" | median)
         results+=("$set|$c|$m")
     done
