@@ -14,7 +14,7 @@
 #              All backup rounds run first, then the restores, then
 #              restore --replace (it removes files: see drop_volume)
 #
-# Contenders, each timed with its container creation and removal:
+# Contenders, (1)-(3) each timed with its container creation and removal:
 #   (1) volsafe backup / restore (age recipient, default level), restore
 #       into a new volume, and restore --replace over an equal-size volume;
 #   (2) docker create + docker cp VOL - | zstd -T0 -3 | age -r K > F, and
@@ -24,9 +24,10 @@
 #   (4) the ceiling: docker cp of the volume to /dev/null (helper created
 #       beforehand, so only the stream is timed);
 #   (5) a design probe, not a product path: GNU tar of the volume's
-#       directory on the Docker host (its Mountpoint, read as root)
-#       | zstd -T0 -3 | age, what a backup that skips the Engine's archive
-#       endpoint could reach; skipped when the Mountpoint is not readable.
+#       directory on the Docker host (its Mountpoint) | zstd -T0 -3 | age,
+#       what a backup that skips the Engine's archive endpoint could reach;
+#       runs only where the user running the script can read the
+#       Mountpoint (in practice: as root on the daemon's host).
 #
 # Everything it makes is named vsbench-<pid>-… and removed on every path.
 # Containers get --network none; no image is pulled: the helper images are
@@ -34,7 +35,10 @@
 # (apt-get install busybox-static). Exits non-zero only when a command
 # fails, never on timing. VOLSAFE_BIN picks the binary (default:
 # target/release/volsafe, built if missing); TMPDIR the scratch space,
-# which needs about twice the largest volume free.
+# which needs about twice the largest volume free. Docker's data root
+# holds a set's volume, the --replace target and what was restored: about
+# three times the set, and 2 + 2 x rounds times for a set of 10,000
+# entries or more, which keeps its restored volumes to its end.
 set -euo pipefail
 
 quick=false
@@ -307,7 +311,7 @@ replaces=(c_volsafe_replace)
 
 median() {
     tr ' ' '\n' | awk 'NF' | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+        awk '{ v[NR] = $1 } END { if (!NR) exit; if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 
@@ -393,6 +397,14 @@ bench_set() {
             fi
             for c in "${order[@]}"; do
                 [ "$c" != c_host_probe ] || $probe || continue
+                if [ "$c" = c_volsafe_replace ] && $defer && [ "$round" -gt 1 ]; then
+                    # The previous round removed the target's files: ext4
+                    # without a journal stops skipping their inodes 60 s
+                    # after they are written back.
+                    log "($set) waiting 61 s after the last removal…"
+                    sync
+                    sleep 61
+                fi
                 # Untimed: the writeback of what the command before wrote
                 # (a restore leaves up to the whole volume in dirty pages)
                 # must not land in this command's time.

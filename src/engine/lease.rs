@@ -29,6 +29,9 @@ use crate::shutdown::Shutdown;
 pub const LEASE_TTL: Duration = Duration::from_secs(60);
 /// How often a live run renews its lease.
 pub const RENEW_EVERY: Duration = Duration::from_secs(15);
+/// When a run writes its lease's first expiry: after the start's lock and
+/// helper, and soon enough to find a lease container the daemon lost.
+const FIRST_WRITE: Duration = Duration::from_secs(2);
 /// How long one renewal may take, so that a hung daemon call cannot outlast
 /// the lease unnoticed: the next renewal gets its turn well within the TTL.
 const RENEW_TIMEOUT: Duration = Duration::from_secs(20);
@@ -176,12 +179,14 @@ pub(crate) async fn create_marker(
 impl Lease {
     /// Takes a lease for this run and starts renewing it.
     ///
-    /// The first expiry is written at the first renewal, [`RENEW_EVERY`]
-    /// after the start: until it is there, [`alive`] counts the lease alive
-    /// for [`LEASE_TTL`] from the container's creation, the same margin a
-    /// renewal leaves. A write makes the daemon mount the container (40-60
-    /// ms with fuse-overlayfs), which slowed the creation of the lock and
-    /// helper beside it; a run shorter than that never writes at all.
+    /// The first expiry is written [`FIRST_WRITE`] after the start, in the
+    /// background: until it is there, [`alive`] counts the lease alive for
+    /// [`LEASE_TTL`] from the container's creation. A write makes the daemon
+    /// mount the container (40-60 ms with fuse-overlayfs); written at once,
+    /// it slowed the creation of the lock and the helper beside it, and a
+    /// run shorter than the delay never writes at all. The write also finds
+    /// a lease container the daemon lost soon after creating it (seen under
+    /// load), and creates it again.
     pub async fn start(engine: &Engine, image: &str, what: &str) -> Result<Lease> {
         let holder = holder_description(what);
         let id = random_id();
@@ -210,9 +215,10 @@ impl Lease {
             };
             let image = image.to_owned();
             tokio::spawn(async move {
+                tokio::time::sleep(FIRST_WRITE).await;
                 loop {
-                    tokio::time::sleep(RENEW_EVERY).await;
                     renew(&engine, &image, &name, &labels).await;
+                    tokio::time::sleep(RENEW_EVERY).await;
                 }
             })
         };

@@ -174,7 +174,12 @@ pub async fn run_job(engine: &Engine, plan: &Plan, shutdown: &Shutdown) -> Resul
     if let Dest::Dir(dir) = &plan.dest {
         store::make_dir(dir)?;
     }
-    if let Some(check) = &plan.check {
+    // The security check and the lease are independent round trips to the
+    // daemon, so they run side by side; a failed check ends the lease.
+    let check = async {
+        let Some(check) = &plan.check else {
+            return Ok(());
+        };
         // Containers the backup stops do not write during it (BAK005).
         let stopping = stop::targets(engine, &plan.volumes, plan.stop_containers).await?;
         let req = super::check::BeforeBackup {
@@ -183,10 +188,25 @@ pub async fn run_job(engine: &Engine, plan: &Plan, shutdown: &Shutdown) -> Resul
             fail_on: check.fail_on,
             stopping: stopping.into_iter().map(|t| t.name).collect(),
         };
-        super::check::before_backup(engine, req).await?;
-    }
-    let image = helper::ensure_image(engine, plan.helper_image.as_deref()).await?;
-    let lease = Lease::start(engine, &image, "backup").await?;
+        super::check::before_backup(engine, req).await
+    };
+    let take_lease = async {
+        let image = helper::ensure_image(engine, plan.helper_image.as_deref()).await?;
+        let lease = Lease::start(engine, &image, "backup").await?;
+        anyhow::Ok((image, lease))
+    };
+    let (image, lease) = match tokio::join!(check, take_lease) {
+        (Ok(()), Ok(taken)) => taken,
+        (Err(e), Ok((_, lease))) => {
+            lease.end(engine).await;
+            return Err(e);
+        }
+        (Err(e), Err(lease)) => {
+            tracing::debug!(error = %format!("{lease:#}"), "no lease either");
+            return Err(e);
+        }
+        (Ok(()), Err(e)) => return Err(e),
+    };
     if let Err(e) = lease::sweep(engine, &lease.id).await {
         tracing::warn!(error = %format!("{e:#}"), "cannot look for leftovers of earlier runs");
     }
