@@ -118,11 +118,20 @@ run() {
     return "$rc"
 }
 
-# Seconds taken by "$@" into $elapsed; a failure ends the benchmark.
+# The whole machine's busy time so far, in clock ticks: user, nice,
+# system, irq and softirq of every process (volsafe, the tools, the
+# daemon, the kernel's work for them). Idle, iowait and steal are left out.
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+ticks_per_s=$(getconf CLK_TCK)
+
+# Seconds taken by "$@" into $elapsed, and the machine's busy CPU-seconds
+# meanwhile into $cpu_s; a failure ends the benchmark.
 timed() {
-    local t0=$EPOCHREALTIME
+    local t0=$EPOCHREALTIME b0
+    b0=$(busy_ticks)
     run "$@" || die "failed ($?): $*"
     elapsed=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
+    cpu_s=$(awk -v a="$b0" -v b="$(busy_ticks)" -v hz="$ticks_per_s" 'BEGIN { printf "%.2f", (b - a) / hz }')
 }
 
 # Peak RSS in KiB of volsafe "$@" into $rss_kib; /usr/bin/time if present,
@@ -386,7 +395,7 @@ bench_set() {
         die "volsafe restore into $prefix-$set-target failed"
     reset_after none "$set"
 
-    declare -gA times
+    declare -gA times cpus
     local phase
     for phase in backups restores replaces; do
         local -n list=$phase
@@ -411,7 +420,8 @@ bench_set() {
                 sync
                 timed "$c" "$set"
                 times[$set,$c]="${times[$set,$c]:-} $elapsed"
-                log "($set) round $round/$rounds: ${c#c_} ${elapsed}s"
+                cpus[$set,$c]="${cpus[$set,$c]:-} $cpu_s"
+                log "($set) round $round/$rounds: ${c#c_} ${elapsed}s, machine ${cpu_s} CPU-s"
                 reset_after "$c" "$set"
             done
         done
@@ -436,6 +446,8 @@ bench_set() {
     for c in "${backups[@]}" "${restores[@]}" "${replaces[@]}"; do
         m=$(echo "${times[$set,$c]:-}" | median)
         results+=("$set|$c|$m")
+        m=$(echo "${cpus[$set,$c]:-}" | median)
+        results+=("$set|$c.cpu|$m")
     done
     local rss_b rss_r rss_x
     rss_b=$(sort -n "$work/rss-backup-$set" | tail -n 1)
@@ -475,11 +487,11 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 echo
 echo "volsafe benchmark, $started, $(hostname), $(nproc) cores ($cpu), $(free -g | awk '/^Mem:/ { print $2 }') GiB RAM"
 echo "$("$bin" --version), Docker $(docker version --format '{{.Server.Version}}'), kernel $(uname -r); rounds: $rounds; load average before/after: $load_start / $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "median seconds; MB/s = the volume's tar stream (10^6 bytes) / time; vs (2) = time / time of (2), lower is better; (3)/t = how many times faster than the recipe"
+echo "median seconds; cpu_s = median busy CPU-seconds of the whole machine meanwhile (every process, the daemon's too); MB/s = the volume's tar stream (10^6 bytes) / time; vs (2) = time / time of (2), lower is better; (3)/t = how many times faster than the recipe"
 echo
-fmt='%-4s %-8s %-34s %9s %8s %8s %9s %8s\n'
+fmt='%-4s %-8s %-34s %9s %6s %8s %8s %9s %8s\n'
 # shellcheck disable=SC2059
-printf "$fmt" set step tool median_s MB/s 'vs (2)' '(3)czf/t' '(3)cf/t'
+printf "$fmt" set step tool median_s cpu_s MB/s 'vs (2)' '(3)czf/t' '(3)cf/t'
 names=(
     "c_volsafe_backup|backup|(1) volsafe backup"
     "c_std_backup|backup|(2) docker cp|zstd -T0 -3|age"
@@ -505,22 +517,23 @@ for set in a b c; do
         label=${label//|/ | }
         t=$(get "$set" "$c")
         [ -n "$t" ] || continue
+        cpu=$(get "$set" "$c.cpu")
         ref=$std_b
         [ "$step" = restore ] && ref=$std_r
         # shellcheck disable=SC2059
-        awk -v t="$t" -v b="$tar_bytes" -v ref="$ref" -v czf="$czf" -v cf="$cf" \
+        awk -v t="$t" -v cpu="$cpu" -v b="$tar_bytes" -v ref="$ref" -v czf="$czf" -v cf="$cf" \
             -v step="$step" -v set="$set" -v label="$label" -v fmt="$fmt" 'BEGIN {
                 vs = sprintf("%.2fx", t / ref)
                 f1 = (step == "backup") ? sprintf("%.1fx", czf / t) : ""
                 f2 = (step == "backup") ? sprintf("%.2fx", cf / t) : ""
-                printf fmt, set, step, label, sprintf("%.2f", t), sprintf("%.0f", b / 1e6 / t), vs, f1, f2
+                printf fmt, set, step, label, sprintf("%.2f", t), sprintf("%.1f", cpu), sprintf("%.0f", b / 1e6 / t), vs, f1, f2
             }'
     done
     awk -v set="$set" -v a="$rss_b" -v b="$rss_r" -v c="$rss_x" -v fmt="$fmt" 'BEGIN {
-        printf fmt, set, "memory", "(1) peak RSS backup/restore/replace", sprintf("%.1f", a / 1024), sprintf("%.1f", b / 1024), sprintf("%.1f", c / 1024), "MiB", ""
+        printf fmt, set, "memory", "(1) peak RSS backup/restore/replace", sprintf("%.1f", a / 1024), "", sprintf("%.1f", b / 1024), sprintf("%.1f", c / 1024), "MiB", ""
     }'
     awk -v set="$set" -v v="$vs_file" -v s="$std_file" -v f="$frames" -v z="$zstd3" -v fmt="$fmt" 'BEGIN {
-        printf fmt, set, "size", "(1) frames / zstd -3 of its tar", sprintf("%.1f", f / 1e6), sprintf("%.1f", z / 1e6), sprintf("%.3fx", f / z), "MB", ""
-        printf fmt, set, "size", "(1) file / (2) file", sprintf("%.1f", v / 1e6), sprintf("%.1f", s / 1e6), sprintf("%.3fx", v / s), "MB", ""
+        printf fmt, set, "size", "(1) frames / zstd -3 of its tar", sprintf("%.1f", f / 1e6), "", sprintf("%.1f", z / 1e6), sprintf("%.3fx", f / z), "MB", ""
+        printf fmt, set, "size", "(1) file / (2) file", sprintf("%.1f", v / 1e6), "", sprintf("%.1f", s / 1e6), sprintf("%.3fx", v / s), "MB", ""
     }'
 done

@@ -70,6 +70,20 @@ impl<W: Write + Send + 'static> Handoff<W> {
         }
     }
 
+    /// Lets `fill` append to the buffer in place (no copy), with at least
+    /// `room` bytes of spare capacity; a fuller buffer is handed over first.
+    pub fn fill_with<T>(
+        &mut self,
+        room: usize,
+        fill: impl FnOnce(&mut Vec<u8>) -> io::Result<T>,
+    ) -> io::Result<T> {
+        if self.buf.capacity() - self.buf.len() < room {
+            self.send()?;
+            self.buf.reserve(room);
+        }
+        fill(&mut self.buf)
+    }
+
     /// Ends the thread and returns what it returned.
     fn join(&mut self) -> io::Result<W> {
         drop(self.tx.take());

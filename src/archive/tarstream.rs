@@ -35,8 +35,10 @@ const BLOCK: usize = 512;
 /// records together, may add up to. The writer refuses to exceed it.
 pub const MAX_EXTENSION: u64 = 1 << 20;
 
-/// Buffer for copying and skipping data.
-const COPY_BUF: usize = 64 * 1024;
+/// Buffer for copying and skipping data. A file's data is hashed as it is
+/// copied: BLAKE3 works through large whole-chunk updates several chunks
+/// at a time, small or ragged ones one 64-byte block at a time.
+const COPY_BUF: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {

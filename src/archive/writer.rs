@@ -51,9 +51,12 @@ impl<W: Write> Sink<W> {
 /// Bytes of input per zstd worker job.
 const JOB_SIZE: u32 = 2 << 20;
 
-/// zstd's compressed output is collected in a buffer this size before it
-/// goes on to age and the file.
-const OUT_BUF: usize = 256 * 1024;
+/// History each zstd job takes from the one before: the window >> (9 - this).
+const OVERLAP_LOG: u32 = 4;
+
+/// Room zstd is given in the hand-off buffer at least; with less left, the
+/// buffer goes to the writer thread first.
+const OUT_ROOM: usize = 64 * 1024;
 
 /// Collects the tar in large batches, each of which goes to zstd and then,
 /// without a copy, to the tar's digest on a thread of its own. Few large writes keep
@@ -108,17 +111,17 @@ impl<Z: Write> Write for Tee<Z> {
 
 /// A zstd encoder that can end its frame and start another, so metadata
 /// frames can sit between data frames. Parameters (level, workers, checksum)
-/// carry over from frame to frame.
-struct FrameEncoder<W: Write> {
-    out: W,
+/// carry over from frame to frame. zstd writes straight into the buffer
+/// that goes to the writer thread.
+struct FrameEncoder<S: Write + Send + 'static> {
+    out: Handoff<S>,
     zstd: raw::Encoder<'static>,
-    buf: Vec<u8>,
     /// Data went in since the frame began (an empty frame is never written).
     open: bool,
 }
 
-impl<W: Write> FrameEncoder<W> {
-    fn new(out: W, level: i32, threads: u32) -> io::Result<Self> {
+impl<S: Write + Send + 'static> FrameEncoder<S> {
+    fn new(out: Handoff<S>, level: i32, threads: u32) -> io::Result<Self> {
         let mut zstd = raw::Encoder::new(level)?;
         zstd.set_parameter(raw::CParameter::ChecksumFlag(true))?;
         if threads > 0 {
@@ -127,11 +130,14 @@ impl<W: Write> FrameEncoder<W> {
             // an output buffer per job. Smaller jobs keep peak memory well
             // under 64 MiB at the default level with no loss of speed here.
             zstd.set_parameter(raw::CParameter::JobSize(JOB_SIZE))?;
+            // Each job first re-reads the end of the one before it. The
+            // default, 1/8 of the window, is 1/8 of a job this small; 1/32
+            // of the window is the share the CLI's 8 MiB jobs re-read.
+            zstd.set_parameter(raw::CParameter::OverlapSizeLog(OVERLAP_LOG))?;
         }
         Ok(FrameEncoder {
             out,
             zstd,
-            buf: vec![0; OUT_BUF],
             open: false,
         })
     }
@@ -141,11 +147,13 @@ impl<W: Write> FrameEncoder<W> {
         if !self.open {
             return Ok(());
         }
+        let zstd = &mut self.zstd;
         loop {
-            let mut output = OutBuffer::around(&mut self.buf[..]);
-            let left = self.zstd.finish(&mut output, false)?;
-            let n = output.pos();
-            self.out.write_all(&self.buf[..n])?;
+            // What zstd still holds of the frame after this call.
+            let left = self.out.fill_with(OUT_ROOM, |buf| {
+                let pos = buf.len();
+                zstd.finish(&mut OutBuffer::around_pos(buf, pos), false)
+            })?;
             if left == 0 {
                 break;
             }
@@ -155,28 +163,29 @@ impl<W: Write> FrameEncoder<W> {
         Ok(())
     }
 
-    fn get_mut(&mut self) -> &mut W {
+    fn get_mut(&mut self) -> &mut Handoff<S> {
         &mut self.out
     }
 
-    fn finish(mut self) -> io::Result<W> {
+    fn finish(mut self) -> io::Result<Handoff<S>> {
         self.end_frame()?;
         Ok(self.out)
     }
 }
 
-impl<W: Write> Write for FrameEncoder<W> {
+impl<S: Write + Send + 'static> Write for FrameEncoder<S> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if data.is_empty() {
             return Ok(0);
         }
         self.open = true;
         let mut input = InBuffer::around(data);
+        let zstd = &mut self.zstd;
         while input.pos() < data.len() {
-            let mut output = OutBuffer::around(&mut self.buf[..]);
-            self.zstd.run(&mut input, &mut output)?;
-            let n = output.pos();
-            self.out.write_all(&self.buf[..n])?;
+            self.out.fill_with(OUT_ROOM, |buf| {
+                let pos = buf.len();
+                zstd.run(&mut input, &mut OutBuffer::around_pos(buf, pos))
+            })?;
         }
         Ok(data.len())
     }
@@ -219,7 +228,7 @@ impl<W> Written<W> {
 
 /// A streaming archive writer.
 pub struct ArchiveWriter<W: Write + Send + 'static> {
-    tar: TarWriter<Tee<FrameEncoder<Handoff<Sink<W>>>>>,
+    tar: TarWriter<Tee<FrameEncoder<Sink<W>>>>,
     data_bytes: u64,
     manifest: manifest::Builder,
 }

@@ -45,23 +45,32 @@ impl ChannelReader {
 }
 
 impl Read for ChannelReader {
+    /// Fills `buf` from the chunks at hand; waits only while it holds
+    /// nothing. Full reads keep the digests' updates large and aligned.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let current = loop {
-            match self.pending.front_mut() {
-                Some(b) if !b.is_empty() => break b,
-                Some(_) => {
+        let mut n = 0;
+        while n < buf.len() {
+            let current = match self.pending.front_mut() {
+                Some(b) if b.is_empty() => {
                     self.pending.pop_front();
+                    continue;
                 }
+                Some(b) => b,
+                None if n > 0 => break,
                 None => match self.rx.blocking_recv() {
                     None => return Ok(0),
                     Some(Err(e)) => return Err(e),
-                    Some(Ok(batch)) => self.pending.extend(batch),
+                    Some(Ok(batch)) => {
+                        self.pending.extend(batch);
+                        continue;
+                    }
                 },
-            }
-        };
-        let n = current.len().min(buf.len());
-        buf[..n].copy_from_slice(&current[..n]);
-        let _ = current.split_to(n);
+            };
+            let take = current.len().min(buf.len() - n);
+            buf[n..n + take].copy_from_slice(&current[..take]);
+            let _ = current.split_to(take);
+            n += take;
+        }
         Ok(n)
     }
 }
@@ -183,4 +192,49 @@ pub fn download(
         }
     };
     (pump, ChannelReader::new(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(parts: &[&'static [u8]]) -> Batch {
+        Ok(parts.iter().map(|p| Bytes::from_static(p)).collect())
+    }
+
+    #[test]
+    fn channel_reader_fills_from_chunks_at_hand_without_waiting() {
+        let (tx, rx) = mpsc::channel(4);
+        let mut reader = ChannelReader::new(rx);
+        tx.blocking_send(batch(&[b"abc", b"", b"defg"])).unwrap();
+        let mut buf = [0u8; 8];
+        // The sender is still open: a read that waited for a full buffer
+        // would never return.
+        assert_eq!(reader.read(&mut buf).unwrap(), 7);
+        assert_eq!(&buf[..7], b"abcdefg");
+
+        tx.blocking_send(batch(&[b"hijkl", b"mn"])).unwrap();
+        let mut small = [0u8; 3];
+        assert_eq!(reader.read(&mut small).unwrap(), 3);
+        assert_eq!(&small, b"hij");
+        assert_eq!(reader.read(&mut buf).unwrap(), 4);
+        assert_eq!(&buf[..4], b"klmn");
+
+        drop(tx);
+        assert_eq!(reader.read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn channel_reader_hands_out_data_before_the_error_behind_it() {
+        let (tx, rx) = mpsc::channel(4);
+        let mut reader = ChannelReader::new(rx);
+        tx.blocking_send(batch(&[b"ab"])).unwrap();
+        tx.blocking_send(Err(io::Error::other("stream cut")))
+            .unwrap();
+        drop(tx);
+        let mut buf = [0u8; 8];
+        assert_eq!(reader.read(&mut buf).unwrap(), 2);
+        let err = reader.read(&mut buf).unwrap_err();
+        assert_eq!(err.to_string(), "stream cut");
+    }
 }
