@@ -36,8 +36,9 @@ const BLOCK: usize = 512;
 pub const MAX_EXTENSION: u64 = 1 << 20;
 
 /// Buffer for copying and skipping data. A file's data is hashed as it is
-/// copied: BLAKE3 works through large whole-chunk updates several chunks
-/// at a time, small or ragged ones one 64-byte block at a time.
+/// copied, and BLAKE3 hashes several 1 KiB chunks at a time but the part
+/// chunk at either end of an update one 64-byte block at a time: large
+/// updates leave few such ends.
 const COPY_BUF: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,10 +53,14 @@ const JOB_SIZE: u32 = 2 << 20;
 
 /// History each zstd job takes from the one before: the window >> (9 - this).
 const OVERLAP_LOG: u32 = 4;
+/// The highest level whose strategy (fast to lazy) re-reads 1/8 of the
+/// window by default; higher levels keep their own, longer history.
+const OVERLAP_MAX_LEVEL: i32 = 7;
 
-/// Room zstd is given in the hand-off buffer at least; with less left, the
-/// buffer goes to the writer thread first.
-const OUT_ROOM: usize = 64 * 1024;
+/// Room zstd is given in the hand-off buffer at least (an eighth of it);
+/// with less left, the buffer goes to the writer thread first, so zstd
+/// never runs on a sliver of output space.
+const OUT_ROOM: usize = HANDOFF / 8;
 
 /// Collects the tar in large batches, each of which goes to zstd and then,
 /// without a copy, to the tar's digest on a thread of its own. Few large writes keep
@@ -130,10 +134,13 @@ impl<S: Write + Send + 'static> FrameEncoder<S> {
             // an output buffer per job. Smaller jobs keep peak memory well
             // under 64 MiB at the default level with no loss of speed here.
             zstd.set_parameter(raw::CParameter::JobSize(JOB_SIZE))?;
-            // Each job first re-reads the end of the one before it. The
-            // default, 1/8 of the window, is 1/8 of a job this small; 1/32
-            // of the window is the share the CLI's 8 MiB jobs re-read.
-            zstd.set_parameter(raw::CParameter::OverlapSizeLog(OVERLAP_LOG))?;
+            // Each job first re-reads the end of the one before it: by
+            // default 1/8 of the window, at level 3 256 KiB, 1/8 of a job
+            // this small. The CLI's 8 MiB jobs re-read the same 256 KiB,
+            // 1/32 of a job; 1/32 of the window keeps that share.
+            if level <= OVERLAP_MAX_LEVEL {
+                zstd.set_parameter(raw::CParameter::OverlapSizeLog(OVERLAP_LOG))?;
+            }
         }
         Ok(FrameEncoder {
             out,
@@ -149,7 +156,7 @@ impl<S: Write + Send + 'static> FrameEncoder<S> {
         }
         let zstd = &mut self.zstd;
         loop {
-            // What zstd still holds of the frame after this call.
+            // 0 once the frame is complete.
             let left = self.out.fill_with(OUT_ROOM, |buf| {
                 let pos = buf.len();
                 zstd.finish(&mut OutBuffer::around_pos(buf, pos), false)
@@ -190,7 +197,8 @@ impl<S: Write + Send + 'static> Write for FrameEncoder<S> {
         Ok(data.len())
     }
 
-    /// Flushes what zstd already handed out; never forces a block end.
+    /// Never forces a block end; what zstd handed out goes to the writer
+    /// thread with its buffer.
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }

@@ -33,6 +33,9 @@ type Batch = io::Result<Vec<Bytes>>;
 pub struct ChannelReader {
     rx: mpsc::Receiver<Batch>,
     pending: VecDeque<Bytes>,
+    /// An error that arrived while a read already held data: the next
+    /// read returns it.
+    failed: Option<io::Error>,
 }
 
 impl ChannelReader {
@@ -40,36 +43,57 @@ impl ChannelReader {
         ChannelReader {
             rx,
             pending: VecDeque::new(),
+            failed: None,
+        }
+    }
+
+    /// The next batch: waits for it while `wait`, else only takes one that
+    /// has arrived. `Ok(false)` is the end of the stream, or nothing yet.
+    fn next_batch(&mut self, wait: bool) -> io::Result<bool> {
+        let next = if wait {
+            self.rx.blocking_recv()
+        } else {
+            self.rx.try_recv().ok()
+        };
+        match next {
+            Some(Ok(batch)) => {
+                self.pending.extend(batch);
+                Ok(true)
+            }
+            Some(Err(e)) => Err(e),
+            None => Ok(false),
         }
     }
 }
 
 impl Read for ChannelReader {
-    /// Fills `buf` from the chunks at hand; waits only while it holds
-    /// nothing. Full reads keep the digests' updates large and aligned.
+    /// Fills `buf` with what has arrived; waits only while it holds
+    /// nothing. Full reads keep each file's BLAKE3 updates large.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         let mut n = 0;
         while n < buf.len() {
-            let current = match self.pending.front_mut() {
-                Some(b) if b.is_empty() => {
-                    self.pending.pop_front();
-                    continue;
-                }
-                Some(b) => b,
-                None if n > 0 => break,
-                None => match self.rx.blocking_recv() {
-                    None => return Ok(0),
-                    Some(Err(e)) => return Err(e),
-                    Some(Ok(batch)) => {
-                        self.pending.extend(batch);
-                        continue;
+            let Some(current) = self.pending.front_mut() else {
+                match self.next_batch(n == 0) {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    // Data first: the error comes with the next read.
+                    Err(e) if n > 0 => {
+                        self.failed = Some(e);
+                        break;
                     }
-                },
+                    Err(e) => return Err(e),
+                }
             };
             let take = current.len().min(buf.len() - n);
             buf[n..n + take].copy_from_slice(&current[..take]);
             let _ = current.split_to(take);
             n += take;
+            if current.is_empty() {
+                self.pending.pop_front();
+            }
         }
         Ok(n)
     }
@@ -234,7 +258,23 @@ mod tests {
         drop(tx);
         let mut buf = [0u8; 8];
         assert_eq!(reader.read(&mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], b"ab");
         let err = reader.read(&mut buf).unwrap_err();
         assert_eq!(err.to_string(), "stream cut");
+    }
+
+    #[test]
+    fn channel_reader_takes_batches_that_have_arrived() {
+        let (tx, rx) = mpsc::channel(4);
+        let mut reader = ChannelReader::new(rx);
+        tx.blocking_send(batch(&[b"abc"])).unwrap();
+        tx.blocking_send(batch(&[b"", b"def"])).unwrap();
+        tx.blocking_send(batch(&[b"gh"])).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(reader.read(&mut buf).unwrap(), 8);
+        assert_eq!(&buf[..8], b"abcdefgh");
+        drop(tx);
+        assert_eq!(reader.read(&mut buf).unwrap(), 0);
+        assert_eq!(reader.read(&mut buf).unwrap(), 0);
     }
 }
