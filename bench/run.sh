@@ -127,10 +127,12 @@ ticks_per_s=$(getconf CLK_TCK)
 # Seconds taken by "$@" into $elapsed, and the machine's busy CPU-seconds
 # meanwhile into $cpu_s; a failure ends the benchmark.
 timed() {
-    local t0=$EPOCHREALTIME b0
+    local b0 t0 t1
     b0=$(busy_ticks)
+    t0=$EPOCHREALTIME
     run "$@" || die "failed ($?): $*"
-    elapsed=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
+    t1=$EPOCHREALTIME
+    elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     cpu_s=$(awk -v a="$b0" -v b="$(busy_ticks)" -v hz="$ticks_per_s" 'BEGIN { printf "%.2f", (b - a) / hz }')
 }
 
@@ -517,11 +519,11 @@ for set in a b c; do
         label=${label//|/ | }
         t=$(get "$set" "$c")
         [ -n "$t" ] || continue
-        cpu=$(get "$set" "$c.cpu")
+        cpu_m=$(get "$set" "$c.cpu")
         ref=$std_b
         [ "$step" = restore ] && ref=$std_r
         # shellcheck disable=SC2059
-        awk -v t="$t" -v cpu="$cpu" -v b="$tar_bytes" -v ref="$ref" -v czf="$czf" -v cf="$cf" \
+        awk -v t="$t" -v cpu="$cpu_m" -v b="$tar_bytes" -v ref="$ref" -v czf="$czf" -v cf="$cf" \
             -v step="$step" -v set="$set" -v label="$label" -v fmt="$fmt" 'BEGIN {
                 vs = sprintf("%.2fx", t / ref)
                 f1 = (step == "backup") ? sprintf("%.1fx", czf / t) : ""
