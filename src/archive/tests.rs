@@ -353,3 +353,63 @@ fn a_trailer_without_a_header_is_an_integrity_error() {
     bytes.drain(..8 + len);
     assert_damaged(bytes, "no header");
 }
+
+/// With workers, zstd runs on the shared pool: two archives written at
+/// once both come back whole, and the pool's threads run at a lower
+/// priority than the thread that wrote them.
+#[test]
+fn archives_written_on_the_shared_worker_pool_round_trip() {
+    let write = |seed: u32| {
+        let mut w = ArchiveWriter::new(Vec::new(), None, &header(), 3, 2).unwrap();
+        w.append(&entry("./", EntryKind::Dir, 0), &mut std::io::empty())
+            .unwrap();
+        // Several of zstd's 2 MiB jobs, text-like so they compress.
+        let data: Vec<u8> = (0..9_000_000u32)
+            .map(|i| b"abcdefgh"[((i ^ seed).wrapping_mul(2_654_435_761) >> 29) as usize])
+            .collect();
+        w.append(
+            &entry("./data", EntryKind::File, data.len() as u64),
+            &mut &data[..],
+        )
+        .unwrap();
+        (w.finish().unwrap().inner, data)
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| write(1));
+        let b = s.spawn(|| write(2));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let (_, dec) = keys();
+    for (bytes, data) in [a, b] {
+        let r = ArchiveReader::open(Box::new(std::io::Cursor::new(bytes)), &dec, "test").unwrap();
+        let mut back = Vec::new();
+        let s = walk(r, |_, d| {
+            d.read_to_end(&mut back)?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(s.entries, 2);
+        assert!(back == data, "the content came back changed");
+    }
+
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: reads the calling thread's nice value.
+        let own = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let mut workers = 0;
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let task = task.unwrap().path();
+            let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+            if comm.trim_end() != "volsafe-zstd" {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+            // Fields after the parenthesised name; nice is field 19.
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            let nice: i32 = after.split(' ').nth(16).unwrap().parse().unwrap();
+            assert_eq!(nice, (own + 5).min(19), "{}", task.display());
+            workers += 1;
+        }
+        assert!(workers >= 1, "no zstd worker thread found");
+    }
+}

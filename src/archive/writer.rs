@@ -9,11 +9,12 @@ use std::io::{self, Read, Write};
 
 use anyhow::{Context, Result};
 
-use zstd::stream::raw::{self, InBuffer, Operation, OutBuffer};
+use zstd::stream::raw::{InBuffer, OutBuffer};
+use zstd::zstd_safe::{self, CCtx, CParameter, ResetDirective};
 
 use super::digest::{Algorithm, Digest, DigestWriter};
 use super::handoff::{Handoff, HANDOFF};
-use super::manifest::{self, Hashing, Record};
+use super::manifest::{self, Hashing};
 use super::meta::{self, FrameKind, Header, Trailer};
 use super::tarstream::{Entry, EntryKind, TarWriter};
 
@@ -119,27 +120,34 @@ impl<Z: Write> Write for Tee<Z> {
 /// that goes to the writer thread.
 struct FrameEncoder<S: Write + Send + 'static> {
     out: Handoff<S>,
-    zstd: raw::Encoder<'static>,
+    zstd: CCtx<'static>,
     /// Data went in since the frame began (an empty frame is never written).
     open: bool,
 }
 
 impl<S: Write + Send + 'static> FrameEncoder<S> {
     fn new(out: Handoff<S>, level: i32, threads: u32) -> io::Result<Self> {
-        let mut zstd = raw::Encoder::new(level)?;
-        zstd.set_parameter(raw::CParameter::ChecksumFlag(true))?;
+        let mut zstd =
+            CCtx::try_create().ok_or_else(|| io::Error::other("cannot allocate a zstd context"))?;
+        let mut set = |p| zstd.set_parameter(p).map(drop).map_err(zstd_error);
+        set(CParameter::CompressionLevel(level))?;
+        set(CParameter::ChecksumFlag(true))?;
         if threads > 0 {
-            zstd.set_parameter(raw::CParameter::NbWorkers(threads))?;
+            if let Some(pool) = workers::pool() {
+                zstd.ref_thread_pool(pool).map_err(zstd_error)?;
+            }
+            let mut set = |p| zstd.set_parameter(p).map(drop).map_err(zstd_error);
+            set(CParameter::NbWorkers(threads))?;
             // zstd's default job is 4 windows; each worker holds an input and
             // an output buffer per job. Smaller jobs keep peak memory well
             // under 64 MiB at the default level with no loss of speed here.
-            zstd.set_parameter(raw::CParameter::JobSize(JOB_SIZE))?;
+            set(CParameter::JobSize(JOB_SIZE))?;
             // Each job first re-reads the end of the one before it: by
             // default 1/8 of the window, at level 3 256 KiB, 1/8 of a job
             // this small. The CLI's 8 MiB jobs re-read the same 256 KiB,
             // 1/32 of a job; 1/32 of the window keeps that share.
             if level <= OVERLAP_MAX_LEVEL {
-                zstd.set_parameter(raw::CParameter::OverlapSizeLog(OVERLAP_LOG))?;
+                set(CParameter::OverlapSizeLog(OVERLAP_LOG))?;
             }
         }
         Ok(FrameEncoder {
@@ -159,13 +167,16 @@ impl<S: Write + Send + 'static> FrameEncoder<S> {
             // 0 once the frame is complete.
             let left = self.out.fill_with(OUT_ROOM, |buf| {
                 let pos = buf.len();
-                zstd.finish(&mut OutBuffer::around_pos(buf, pos), false)
+                zstd.end_stream(&mut OutBuffer::around_pos(buf, pos))
+                    .map_err(zstd_error)
             })?;
             if left == 0 {
                 break;
             }
         }
-        self.zstd.reinit()?;
+        self.zstd
+            .reset(ResetDirective::SessionOnly)
+            .map_err(zstd_error)?;
         self.open = false;
         Ok(())
     }
@@ -191,7 +202,8 @@ impl<S: Write + Send + 'static> Write for FrameEncoder<S> {
         while input.pos() < data.len() {
             self.out.fill_with(OUT_ROOM, |buf| {
                 let pos = buf.len();
-                zstd.run(&mut input, &mut OutBuffer::around_pos(buf, pos))
+                zstd.compress_stream(&mut OutBuffer::around_pos(buf, pos), &mut input)
+                    .map_err(zstd_error)
             })?;
         }
         Ok(data.len())
@@ -201,6 +213,77 @@ impl<S: Write + Send + 'static> Write for FrameEncoder<S> {
     /// thread with its buffer.
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+fn zstd_error(code: usize) -> io::Error {
+    io::Error::other(format!("zstd: {}", zstd_safe::get_error_name(code)))
+}
+
+/// zstd's worker threads, one pool for every archive the process writes.
+///
+/// The workers run at a lower priority than the rest of volsafe: a backup
+/// is a chain (the daemon's `docker-tar` walks the volume on one thread,
+/// `dockerd` relays it, volsafe parses it) feeding compression that can
+/// run on any core at any time. When the chain waits for a CPU behind a
+/// zstd job, the daemon's stream stalls and the machine idles later; when
+/// the workers yield to it, they still get every cycle the chain leaves
+/// (docs/performance.md measures it). Pool threads inherit their priority
+/// and name from the thread that starts them, so a short-lived thread at
+/// the lower priority starts them.
+mod workers {
+    use std::sync::OnceLock;
+
+    use zstd::zstd_safe::ThreadPool;
+
+    /// How much lower than volsafe's own the workers' priority is (nice).
+    pub const NICER_BY: i32 = 5;
+
+    /// The name the pool's threads carry.
+    pub const THREAD_NAME: &str = "volsafe-zstd";
+
+    static POOL: OnceLock<Option<ThreadPool>> = OnceLock::new();
+
+    /// The pool, one worker per core, started on first use. None if it
+    /// could not be started: each encoder then starts its own workers.
+    pub fn pool() -> Option<&'static ThreadPool> {
+        POOL.get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let starter = std::thread::Builder::new()
+                .name(THREAD_NAME.to_owned())
+                .spawn(move || {
+                    lower_priority();
+                    ThreadPool::try_new(cores)
+                });
+            match starter.map(|t| t.join()) {
+                Ok(Ok(pool)) => pool,
+                _ => None,
+            }
+        })
+        .as_ref()
+    }
+
+    /// Lowers the calling thread's priority by [`NICER_BY`]; on Linux the
+    /// nice value belongs to the thread, and threads it starts inherit it.
+    /// A failure only costs the gain.
+    fn lower_priority() {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: plain system calls about the calling thread (who = 0);
+            // they touch no memory of ours. errno is cleared first because
+            // -1 is also a valid nice value.
+            unsafe {
+                *libc::__errno_location() = 0;
+                let now = libc::getpriority(libc::PRIO_PROCESS, 0);
+                if now == -1 && *libc::__errno_location() != 0 {
+                    return;
+                }
+                let nicer = (now + NICER_BY).min(19);
+                if libc::setpriority(libc::PRIO_PROCESS, 0, nicer) != 0 {
+                    tracing::debug!("cannot lower the zstd workers' priority; carrying on");
+                }
+            }
+        }
     }
 }
 
@@ -283,7 +366,7 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
             self.tar.append(entry, data)?;
             None
         };
-        self.manifest.push(&Record::of(entry, digest))?;
+        self.manifest.push(entry, digest)?;
         if self.manifest.full() {
             // The records describe entries whose bytes are all in zstd by
             // now: end the data frame so the manifest frame follows them.
