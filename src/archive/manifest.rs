@@ -7,7 +7,7 @@
 //! as a kind-3 frame once it reaches [`CHUNK_BYTES`] of JSON; the reader
 //! gets one chunk at a time. Memory stays bounded however many entries.
 
-use std::io::{self, Read};
+use std::io;
 
 use serde::{Deserialize, Serialize};
 
@@ -175,6 +175,8 @@ pub struct Totals {
 pub struct Builder {
     json: Vec<u8>,
     in_chunk: u64,
+    /// Records of the open chunk whose digest is not set yet.
+    unfilled: usize,
     entries: u64,
     frames: u64,
     hasher: blake3::Hasher,
@@ -185,6 +187,7 @@ impl Default for Builder {
         Builder {
             json: Vec::with_capacity(CHUNK_BYTES + 4096),
             in_chunk: 0,
+            unfilled: 0,
             entries: 0,
             frames: 0,
             hasher: blake3::Hasher::new(),
@@ -261,6 +264,24 @@ impl Builder {
         Ok(())
     }
 
+    /// Adds the record of a file whose digest is not known yet: its 64 hex
+    /// digits are left as zeros, to be set by [`Builder::fill`] with the
+    /// returned position before the chunk is taken.
+    pub fn push_pending(&mut self, entry: &Entry) -> io::Result<usize> {
+        self.push(entry, Some(blake3::Hash::from_bytes([0; 32])))?;
+        // The record ends with `"blake3":"<64 digits>"}`.
+        let at = self.json.len() - 66;
+        debug_assert_eq!(&self.json[at - 1..at], b"\"");
+        self.unfilled += 1;
+        Ok(at)
+    }
+
+    /// Sets the digest of a record added by [`Builder::push_pending`].
+    pub fn fill(&mut self, at: usize, digest: blake3::Hash) {
+        self.json[at..at + 64].copy_from_slice(digest.to_hex().as_bytes());
+        self.unfilled -= 1;
+    }
+
     /// Whether the open chunk is big enough to be written.
     pub fn full(&self) -> bool {
         self.json.len() >= CHUNK_BYTES
@@ -271,6 +292,13 @@ impl Builder {
     pub fn take(&mut self) -> io::Result<Option<Vec<u8>>> {
         if self.in_chunk == 0 {
             return Ok(None);
+        }
+        if self.unfilled != 0 {
+            // A bug, never a manifest with made-up digests.
+            return Err(io::Error::other(format!(
+                "manifest: {} records still wait for their digest",
+                self.unfilled
+            )));
         }
         self.json.extend_from_slice(b"]}");
         let payload = zstd::bulk::compress(&self.json, CHUNK_LEVEL)?;
@@ -287,20 +315,6 @@ impl Builder {
             frames: self.frames,
             blake3: self.hasher.finalize().to_hex().to_string(),
         }
-    }
-}
-
-/// Passes a file's content through while hashing it.
-pub struct Hashing<'a, R: ?Sized> {
-    pub inner: &'a mut R,
-    pub hasher: &'a mut blake3::Hasher,
-}
-
-impl<R: Read + ?Sized> Read for Hashing<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
     }
 }
 
@@ -432,5 +446,25 @@ mod tests {
                 e.path_lossy()
             );
         }
+    }
+
+    /// A record whose digest comes later ends up as if it had been known:
+    /// and a chunk is never handed out while a digest is missing.
+    #[test]
+    fn pending_records_are_filled_before_the_chunk_goes() {
+        let mut file = entry(b"./f", EntryKind::File);
+        file.size = 3;
+        let digest = blake3::hash(b"abc");
+        let mut known = Builder::default();
+        known.push(&file, Some(digest)).unwrap();
+        let mut later = Builder::default();
+        let at = later.push_pending(&file).unwrap();
+        assert!(
+            later.take().is_err(),
+            "a chunk went out with a digest missing"
+        );
+        later.fill(at, digest);
+        assert_eq!(later.json, known.json);
+        assert_eq!(later.take().unwrap(), known.take().unwrap());
     }
 }

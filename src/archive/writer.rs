@@ -5,7 +5,9 @@
 //! the bytes go and when they become durable. Every byte of the tar passes a
 //! digest, so the trailer states exactly what a reader must find.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::sync::mpsc;
 
 use anyhow::{Context, Result};
 
@@ -14,7 +16,7 @@ use zstd::zstd_safe::{self, CCtx, CParameter, ResetDirective};
 
 use super::digest::{Algorithm, Digest, DigestWriter};
 use super::handoff::{Handoff, HANDOFF};
-use super::manifest::{self, Hashing};
+use super::manifest;
 use super::meta::{self, FrameKind, Header, Trailer};
 use super::tarstream::{Entry, EntryKind, TarWriter};
 
@@ -64,21 +66,60 @@ const OVERLAP_MAX_LEVEL: i32 = 7;
 const OUT_ROOM: usize = HANDOFF / 8;
 
 /// Collects the tar in large batches, each of which goes to zstd and then,
-/// without a copy, to the tar's digest on a thread of its own. Few large writes keep
-/// zstd's worker hand-offs (and their locks) few, whatever the entry sizes.
+/// without a copy, to the digest thread: the tar's digest and each file's
+/// BLAKE3 for the manifest are computed there, beside the parsing and
+/// compression. Few large writes keep zstd's worker hand-offs (and their
+/// locks) few, whatever the entry sizes.
 struct Tee<Z: Write> {
     zstd: Z,
     batch: Vec<u8>,
-    digest: Handoff<DigestWriter<io::Sink>>,
+    digest: Handoff<Digests>,
+    /// Bytes of tar written so far.
+    written: u64,
+    /// Where each file's data lies in the tar, for the digest thread.
+    files: mpsc::Sender<Span>,
 }
 
 impl<Z: Write> Tee<Z> {
-    fn new(zstd: Z, algorithm: Algorithm) -> io::Result<Self> {
-        Ok(Tee {
+    fn new(
+        zstd: Z,
+        algorithm: Algorithm,
+    ) -> io::Result<(Self, mpsc::Receiver<(u64, blake3::Hash)>)> {
+        let (files, spans) = mpsc::channel();
+        let (done, digests) = mpsc::channel();
+        let sink = Digests {
+            tar: DigestWriter::new(io::sink(), algorithm),
+            at: 0,
+            spans,
+            next: None,
+            file: None,
+            done,
+        };
+        let tee = Tee {
             zstd,
             batch: Vec::with_capacity(HANDOFF),
-            digest: Handoff::new(DigestWriter::new(io::sink(), algorithm), "volsafe-digest")?,
-        })
+            digest: Handoff::new(sink, "volsafe-digest")?,
+            written: 0,
+            files,
+        };
+        Ok((tee, digests))
+    }
+
+    /// Announces that the next `len` bytes are a file's data; returns
+    /// where they begin. The digest thread sends the file's BLAKE3 back on
+    /// the channel [`Tee::new`] returned, in the order of the files. Empty
+    /// files are not announced.
+    fn announce_file(&mut self, len: u64) -> u64 {
+        if len > 0 {
+            // The span is sent before any of its bytes, so the digest
+            // thread always knows it by the time they arrive. If that
+            // thread is gone, its error comes out at the next hand-off.
+            let _ = self.files.send(Span {
+                start: self.written,
+                len,
+            });
+        }
+        self.written
     }
 
     /// Passes the batch on; after this, zstd has every byte written so far.
@@ -91,10 +132,11 @@ impl<Z: Write> Tee<Z> {
         Ok(())
     }
 
-    /// The inner writer, the tar's length and its digest.
+    /// The inner writer, the tar's length and its digest. Every file's
+    /// digest has been sent by then.
     fn finish(mut self) -> io::Result<(Z, u64, Digest)> {
         self.pass_on()?;
-        let (_, bytes, digest) = self.digest.finish()?.finish();
+        let (_, bytes, digest) = self.digest.finish()?.tar.finish();
         Ok((self.zstd, bytes, digest))
     }
 }
@@ -102,6 +144,7 @@ impl<Z: Write> Tee<Z> {
 impl<Z: Write> Write for Tee<Z> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.batch.extend_from_slice(data);
+        self.written += data.len() as u64;
         if self.batch.len() >= HANDOFF {
             self.pass_on()?;
         }
@@ -111,6 +154,92 @@ impl<Z: Write> Write for Tee<Z> {
     fn flush(&mut self) -> io::Result<()> {
         self.pass_on()?;
         self.zstd.flush()
+    }
+}
+
+/// A file's data in the tar: `len` bytes from offset `start`.
+#[derive(Clone, Copy)]
+struct Span {
+    start: u64,
+    len: u64,
+}
+
+/// The digest thread's work: the tar's digest, and the BLAKE3 of each
+/// file's data, sent back in the order of the files with where it began.
+struct Digests {
+    tar: DigestWriter<io::Sink>,
+    /// Offset in the tar of the next byte written here.
+    at: u64,
+    spans: mpsc::Receiver<Span>,
+    /// A span taken from the channel that begins past the bytes so far.
+    next: Option<Span>,
+    /// The file whose data is being hashed.
+    file: Option<FileHash>,
+    done: mpsc::Sender<(u64, blake3::Hash)>,
+}
+
+struct FileHash {
+    start: u64,
+    /// Where its data ends; saturated, so a size no stream can hold only
+    /// leaves the file unfinished (the tar writer fails on it first).
+    end: u64,
+    hasher: blake3::Hasher,
+}
+
+impl Digests {
+    /// The next file whose data begins before `end`, if it is known.
+    fn next_file(&mut self, from: u64, end: u64) -> io::Result<Option<FileHash>> {
+        let Some(span) = self.next.take().or_else(|| self.spans.try_recv().ok()) else {
+            return Ok(None);
+        };
+        if span.start >= end {
+            self.next = Some(span);
+            return Ok(None);
+        }
+        if span.start < from {
+            // A bug: refuse rather than hash the wrong bytes.
+            return Err(io::Error::other("file digests: spans out of order"));
+        }
+        Ok(Some(FileHash {
+            start: span.start,
+            end: span.start.saturating_add(span.len),
+            hasher: blake3::Hasher::new(),
+        }))
+    }
+}
+
+impl Write for Digests {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tar.write_all(buf)?;
+        let end = self.at + buf.len() as u64;
+        let mut pos = self.at;
+        loop {
+            if self.file.is_none() {
+                self.file = self.next_file(pos, end)?;
+            }
+            let Some(file) = self.file.as_mut() else {
+                break;
+            };
+            pos = pos.max(file.start);
+            let stop = file.end.min(end);
+            // pos and stop lie within `buf` here.
+            file.hasher
+                .update(&buf[(pos - self.at) as usize..(stop - self.at) as usize]);
+            pos = stop;
+            if stop < file.end {
+                break;
+            }
+            if let Some(file) = self.file.take() {
+                // The receiver only goes away with the archive writer.
+                let _ = self.done.send((file.start, file.hasher.finalize()));
+            }
+        }
+        self.at = end;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -133,10 +262,6 @@ impl<S: Write + Send + 'static> FrameEncoder<S> {
         set(CParameter::CompressionLevel(level))?;
         set(CParameter::ChecksumFlag(true))?;
         if threads > 0 {
-            if let Some(pool) = workers::pool() {
-                zstd.ref_thread_pool(pool).map_err(zstd_error)?;
-            }
-            let mut set = |p| zstd.set_parameter(p).map(drop).map_err(zstd_error);
             set(CParameter::NbWorkers(threads))?;
             // zstd's default job is 4 windows; each worker holds an input and
             // an output buffer per job. Smaller jobs keep peak memory well
@@ -149,6 +274,7 @@ impl<S: Write + Send + 'static> FrameEncoder<S> {
             if level <= OVERLAP_MAX_LEVEL {
                 set(CParameter::OverlapSizeLog(OVERLAP_LOG))?;
             }
+            zstd = workers::start(zstd)?;
         }
         Ok(FrameEncoder {
             out,
@@ -220,68 +346,74 @@ fn zstd_error(code: usize) -> io::Error {
     io::Error::other(format!("zstd: {}", zstd_safe::get_error_name(code)))
 }
 
-/// zstd's worker threads, one pool for every archive the process writes.
+/// zstd's worker threads, at a lower priority than the rest of volsafe.
 ///
-/// The workers run at a lower priority than the rest of volsafe: a backup
-/// is a chain (the daemon's `docker-tar` walks the volume on one thread,
-/// `dockerd` relays it, volsafe parses it) feeding compression that can
-/// run on any core at any time. When the chain waits for a CPU behind a
-/// zstd job, the daemon's stream stalls and the machine idles later; when
-/// the workers yield to it, they still get every cycle the chain leaves
-/// (docs/performance.md measures it). Pool threads inherit their priority
-/// and name from the thread that starts them, so a short-lived thread at
-/// the lower priority starts them.
+/// A backup is a chain (the daemon's `docker-tar` walks the volume on one
+/// thread, `dockerd` relays it, volsafe parses it) feeding compression
+/// that can run on any core at any time. When the chain waits for a CPU
+/// behind a zstd job, the daemon's stream stalls; when the workers yield
+/// to it, they still get every cycle the chain leaves (docs/behaviour.md).
 mod workers {
-    use std::sync::OnceLock;
+    use std::io;
 
-    use zstd::zstd_safe::ThreadPool;
+    use zstd::stream::raw::{InBuffer, OutBuffer};
+    use zstd::zstd_safe::{CCtx, ResetDirective};
+
+    use super::zstd_error;
 
     /// How much lower than volsafe's own the workers' priority is (nice).
     pub const NICER_BY: i32 = 5;
 
-    /// The name the pool's threads carry.
+    /// The name the workers carry.
     pub const THREAD_NAME: &str = "volsafe-zstd";
 
-    static POOL: OnceLock<Option<ThreadPool>> = OnceLock::new();
-
-    /// The pool, one worker per core, started on first use. None if it
-    /// could not be started: each encoder then starts its own workers.
-    pub fn pool() -> Option<&'static ThreadPool> {
-        POOL.get_or_init(|| {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let starter = std::thread::Builder::new()
-                .name(THREAD_NAME.to_owned())
-                .spawn(move || {
-                    lower_priority();
-                    ThreadPool::try_new(cores)
-                });
-            match starter.map(|t| t.join()) {
-                Ok(Ok(pool)) => pool,
-                _ => None,
-            }
-        })
-        .as_ref()
+    /// Starts the workers of `zstd` (its parameters set) at the lower
+    /// priority. zstd starts a context's workers when it is first given
+    /// input, on the thread that gives it, and threads inherit their
+    /// priority and name from the thread that starts them: a short-lived
+    /// thread at the lower priority gives it one byte and then abandons
+    /// that frame. The workers stay with the context, which keeps them to
+    /// itself, as zstd does by default. Should a later zstd start them
+    /// elsewhere, they only run at volsafe's priority.
+    pub fn start(mut zstd: CCtx<'static>) -> io::Result<CCtx<'static>> {
+        let starter = std::thread::Builder::new()
+            .name(THREAD_NAME.to_owned())
+            .spawn(move || {
+                lower_priority();
+                let mut scratch = [0u8; 64];
+                zstd.compress_stream(
+                    &mut OutBuffer::around(&mut scratch[..]),
+                    &mut InBuffer::around(&[0u8][..]),
+                )
+                .and_then(|_| zstd.reset(ResetDirective::SessionOnly))
+                .map_err(zstd_error)?;
+                Ok(zstd)
+            })?;
+        starter
+            .join()
+            .map_err(|_| io::Error::other("the thread starting zstd's workers failed"))?
     }
 
-    /// Lowers the calling thread's priority by [`NICER_BY`]; on Linux the
-    /// nice value belongs to the thread, and threads it starts inherit it.
-    /// A failure only costs the gain.
+    /// Lowers the calling thread's priority by [`NICER_BY`], up to nice 19;
+    /// on Linux the nice value belongs to the thread. A failure only costs
+    /// the gain.
     fn lower_priority() {
         #[cfg(target_os = "linux")]
         {
-            // SAFETY: plain system calls about the calling thread (who = 0);
-            // they touch no memory of ours. errno is cleared first because
-            // -1 is also a valid nice value.
-            unsafe {
-                *libc::__errno_location() = 0;
-                let now = libc::getpriority(libc::PRIO_PROCESS, 0);
-                if now == -1 && *libc::__errno_location() != 0 {
-                    return;
-                }
-                let nicer = (now + NICER_BY).min(19);
-                if libc::setpriority(libc::PRIO_PROCESS, 0, nicer) != 0 {
-                    tracing::debug!("cannot lower the zstd workers' priority; carrying on");
-                }
+            // -1 is a valid nice value too: errno tells an error apart.
+            // SAFETY: errno is the calling thread's own.
+            unsafe { *libc::__errno_location() = 0 };
+            // SAFETY: a plain system call about the calling thread (who = 0).
+            let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+            let failed = || io::Error::last_os_error().raw_os_error().unwrap_or(0) != 0;
+            if now == -1 && failed() {
+                tracing::debug!("cannot read volsafe's priority; zstd's workers keep it");
+                return;
+            }
+            let nicer = (now + NICER_BY).min(19);
+            // SAFETY: as above.
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nicer) } != 0 {
+                tracing::debug!("cannot lower zstd's workers' priority; they keep volsafe's");
             }
         }
     }
@@ -322,6 +454,38 @@ pub struct ArchiveWriter<W: Write + Send + 'static> {
     tar: TarWriter<Tee<FrameEncoder<Sink<W>>>>,
     data_bytes: u64,
     manifest: manifest::Builder,
+    pending: PendingDigests,
+}
+
+/// Files of the open manifest chunk whose digests are being computed on
+/// the digest thread.
+struct PendingDigests {
+    /// Digests in the order of the files, with where each file's data
+    /// begins in the tar.
+    digests: mpsc::Receiver<(u64, blake3::Hash)>,
+    /// Each waiting file's data offset, and where its digest goes in the
+    /// chunk's JSON.
+    waiting: VecDeque<(u64, usize)>,
+}
+
+impl PendingDigests {
+    /// Waits for every waiting digest and writes it into its record; the
+    /// digest thread must have been handed all the files' bytes.
+    fn settle(&mut self, manifest: &mut manifest::Builder) -> io::Result<()> {
+        while let Some((start, at)) = self.waiting.pop_front() {
+            let (from, digest) = self.digests.recv().map_err(|_| {
+                io::Error::other("the digest thread stopped before hashing every file")
+            })?;
+            if from != start {
+                // A bug: never a record with another file's digest.
+                return Err(io::Error::other(
+                    "file digests out of step with the manifest",
+                ));
+            }
+            manifest.fill(at, digest);
+        }
+        Ok(())
+    }
 }
 
 impl<W: Write + Send + 'static> ArchiveWriter<W> {
@@ -343,36 +507,44 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
         let json = serde_json::to_vec(header)?;
         meta::write_frame(&mut sink, FrameKind::Header, &json)?;
         let zstd = FrameEncoder::new(Handoff::new(sink, "volsafe-writer")?, level, threads)?;
+        let (tee, digests) = Tee::new(zstd, meta::tar_digest_of(Some(header.format)))?;
         Ok(ArchiveWriter {
-            tar: TarWriter::new(Tee::new(zstd, meta::tar_digest_of(Some(header.format)))?),
+            tar: TarWriter::new(tee),
             data_bytes: 0,
             manifest: manifest::Builder::default(),
+            pending: PendingDigests {
+                digests,
+                waiting: VecDeque::new(),
+            },
         })
     }
 
     /// Appends one entry and, for a regular file, exactly `entry.size` bytes
     /// of `data`, and records it in the manifest.
     pub fn append<D: Read>(&mut self, entry: &Entry, data: &mut D) -> io::Result<()> {
-        let digest = if entry.kind == EntryKind::File {
-            let mut hasher = blake3::Hasher::new();
-            let mut hashing = Hashing {
-                inner: data,
-                hasher: &mut hasher,
-            };
-            self.tar.append(entry, &mut hashing)?;
+        if entry.kind == EntryKind::File {
+            let mut start = 0;
+            self.tar.append_noting(entry, data, |tee| {
+                start = tee.announce_file(entry.size);
+            })?;
             self.data_bytes += entry.size;
-            Some(hasher.finalize())
+            if entry.size == 0 {
+                self.manifest.push(entry, Some(blake3::hash(b"")))?;
+            } else {
+                let at = self.manifest.push_pending(entry)?;
+                self.pending.waiting.push_back((start, at));
+            }
         } else {
             self.tar.append(entry, data)?;
-            None
-        };
-        self.manifest.push(entry, digest)?;
+            self.manifest.push(entry, None)?;
+        }
         if self.manifest.full() {
             // The records describe entries whose bytes are all in zstd by
             // now: end the data frame so the manifest frame follows them.
             let tee = self.tar.get_mut();
             tee.pass_on()?;
-            tee.zstd.end_frame()?;
+            self.pending.settle(&mut self.manifest)?;
+            self.tar.get_mut().zstd.end_frame()?;
             self.write_manifest()?;
         }
         Ok(())
@@ -400,8 +572,10 @@ impl<W: Write + Send + 'static> ArchiveWriter<W> {
     pub fn finish(self) -> Result<Written<W>> {
         let entries = self.tar.entries_written();
         let mut manifest = self.manifest;
-        let digest = self.tar.finish()?;
-        let (zstd, tar_bytes, tar_digest) = digest.finish()?;
+        let mut pending = self.pending;
+        let tee = self.tar.finish()?;
+        let (zstd, tar_bytes, tar_digest) = tee.finish()?;
+        pending.settle(&mut manifest)?;
         let mut sink = zstd.finish()?.finish()?;
         if let Some(chunk) = manifest.take()? {
             meta::write_frame(&mut sink, FrameKind::Manifest, &chunk)?;

@@ -42,6 +42,22 @@ impl<W: Write> TarWriter<W> {
     /// link without a target) is an `InvalidInput` error that writes
     /// nothing and leaves the writer usable.
     pub fn append<D: Read + ?Sized>(&mut self, entry: &Entry, data: &mut D) -> io::Result<()> {
+        self.append_noting(entry, data, |_| {})
+    }
+
+    /// [`TarWriter::append`], calling `before_data` with the inner writer
+    /// once a file's headers are written and before its data: whoever
+    /// watches the stream learns where the data begins.
+    pub fn append_noting<D, F>(
+        &mut self,
+        entry: &Entry,
+        data: &mut D,
+        before_data: F,
+    ) -> io::Result<()>
+    where
+        D: Read + ?Sized,
+        F: FnOnce(&mut W),
+    {
         if self.broken {
             return Err(broken_error());
         }
@@ -49,6 +65,7 @@ impl<W: Write> TarWriter<W> {
         self.broken = true;
         self.write(&headers)?;
         if entry.kind == EntryKind::File {
+            before_data(&mut self.inner);
             self.copy_exact(entry, data)?;
             self.write(&[0u8; BLOCK][..padding(entry.size) as usize])?;
         }
