@@ -396,12 +396,16 @@ async fn restore_existing(
     };
 
     tracing::info!(archive = %ctx.archive.display(), "checking the whole archive before writing to the volume");
-    tokio::select! {
-        r = stream::check_archive(ctx) => { r?; }
-        s = shutdown.wait() => return Err(interrupted(s)),
-    }
+    // A signal stops the check at once.
+    let check = async {
+        tokio::select! {
+            r = stream::check_archive(ctx) => r.map(drop),
+            s = shutdown.wait() => Err(interrupted(s)),
+        }
+    };
 
     let Some(rollback) = rollback else {
+        check.await?;
         // Empty before: on failure or interruption, make it empty again. A
         // volume that containers reference cannot be emptied again, so then a
         // signal lets the extraction finish instead of cutting it short.
@@ -432,7 +436,18 @@ async fn restore_existing(
         return result;
     };
 
-    let saved = rollback::write(ctx, &spec, &rollback.encryption).await?;
+    // The check reads the archive, the rollback archive the volume through
+    // the daemon: they run side by side, and both end before the volume is
+    // touched. The rollback archive runs to its end, as it would alone; if
+    // the check failed, it is not needed and goes.
+    let (checked, saved) = tokio::join!(check, rollback::write(ctx, &spec, &rollback.encryption));
+    if let Err(e) = checked {
+        if let Ok(saved) = &saved {
+            rollback::discard(saved);
+        }
+        return Err(e);
+    }
+    let saved = saved?;
     crate::out_line(saved.display())?;
     tracing::info!(volume = %name, rollback = %saved.display(), "rollback archive written");
     if let Some(s) = shutdown.signal() {

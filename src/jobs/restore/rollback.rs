@@ -119,3 +119,18 @@ pub async fn write(ctx: &Ctx<'_>, spec: &VolumeSpec, encryption: &Encryption) ->
     progress.finish();
     result.context("cannot write the rollback archive; the volume was not touched")
 }
+
+/// Removes a rollback archive and its sidecar that turned out not to be
+/// needed (the volume was not touched); a failure only leaves them behind.
+pub fn discard(archive: &Path) {
+    for path in [archive.to_path_buf(), store::sidecar_path(archive)] {
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the unneeded rollback archive");
+        }
+    }
+    // Only if nothing else is in it.
+    if let Some(dir) = archive.parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
+    tracing::info!(rollback = %archive.display(), "rollback archive removed: the archive failed its check, the volume was not touched");
+}
