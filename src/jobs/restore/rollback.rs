@@ -121,7 +121,8 @@ pub async fn write(ctx: &Ctx<'_>, spec: &VolumeSpec, encryption: &Encryption) ->
 }
 
 /// Removes a rollback archive and its sidecar that turned out not to be
-/// needed (the volume was not touched); a failure only leaves them behind.
+/// needed (the check failed or was interrupted, and the volume was not
+/// touched); a failure only leaves them behind.
 pub fn discard(archive: &Path) {
     for path in [archive.to_path_buf(), store::sidecar_path(archive)] {
         if let Err(e) = std::fs::remove_file(&path) {
@@ -132,5 +133,5 @@ pub fn discard(archive: &Path) {
     if let Some(dir) = archive.parent() {
         let _ = std::fs::remove_dir(dir);
     }
-    tracing::info!(rollback = %archive.display(), "rollback archive removed: the archive failed its check, the volume was not touched");
+    tracing::info!(rollback = %archive.display(), "rollback archive removed: the volume was not touched");
 }
