@@ -90,19 +90,8 @@ pub fn kind_name(kind: EntryKind) -> &'static str {
 impl Record {
     /// The record of `entry`; `digest` is the content's BLAKE3 for a file.
     pub fn of(entry: &Entry, digest: Option<blake3::Hash>) -> Record {
-        let device = matches!(entry.kind, EntryKind::CharDevice | EntryKind::BlockDevice);
-        Record {
-            path: Name::from_bytes(&entry.path),
-            kind: kind_name(entry.kind).to_owned(),
-            uid: entry.uid,
-            gid: entry.gid,
-            mode: entry.mode,
-            size: entry.size,
-            mtime: entry.mtime,
-            link: entry.link.as_deref().map(Name::from_bytes),
-            dev: device.then_some([entry.dev_major, entry.dev_minor]),
-            blake3: digest.map(|h| h.to_hex().to_string()),
-        }
+        let hex = digest.map(|h| h.to_hex());
+        RecordView::of(entry, hex.as_ref().map(|h| h.as_str())).to_owned()
     }
 
     /// What differs between the record of the backup (`self`) and `other`,
@@ -224,7 +213,49 @@ enum NameView<'a> {
     Bytes { hex: String },
 }
 
+impl<'a> RecordView<'a> {
+    /// The one mapping from an entry to its record; `blake3` is the hex
+    /// digest of a file's content.
+    fn of(entry: &'a Entry, blake3: Option<&'a str>) -> Self {
+        let device = matches!(entry.kind, EntryKind::CharDevice | EntryKind::BlockDevice);
+        RecordView {
+            path: NameView::of(&entry.path),
+            kind: kind_name(entry.kind),
+            uid: entry.uid,
+            gid: entry.gid,
+            mode: entry.mode,
+            size: entry.size,
+            mtime: entry.mtime,
+            link: entry.link.as_deref().map(NameView::of),
+            dev: device.then_some([entry.dev_major, entry.dev_minor]),
+            blake3,
+        }
+    }
+
+    fn to_owned(&self) -> Record {
+        Record {
+            path: self.path.to_owned(),
+            kind: self.kind.to_owned(),
+            uid: self.uid,
+            gid: self.gid,
+            mode: self.mode,
+            size: self.size,
+            mtime: self.mtime,
+            link: self.link.as_ref().map(NameView::to_owned),
+            dev: self.dev,
+            blake3: self.blake3.map(str::to_owned),
+        }
+    }
+}
+
 impl<'a> NameView<'a> {
+    fn to_owned(&self) -> Name {
+        match self {
+            NameView::Text(s) => Name::Text((*s).to_owned()),
+            NameView::Bytes { hex } => Name::Bytes { hex: hex.clone() },
+        }
+    }
+
     fn of(raw: &'a [u8]) -> Self {
         match std::str::from_utf8(raw) {
             Ok(s) => NameView::Text(s),
@@ -245,19 +276,7 @@ impl Builder {
             b","
         });
         let hex = digest.map(|h| h.to_hex());
-        let device = matches!(entry.kind, EntryKind::CharDevice | EntryKind::BlockDevice);
-        let record = RecordView {
-            path: NameView::of(&entry.path),
-            kind: kind_name(entry.kind),
-            uid: entry.uid,
-            gid: entry.gid,
-            mode: entry.mode,
-            size: entry.size,
-            mtime: entry.mtime,
-            link: entry.link.as_deref().map(NameView::of),
-            dev: device.then_some([entry.dev_major, entry.dev_minor]),
-            blake3: hex.as_ref().map(|h| h.as_str()),
-        };
+        let record = RecordView::of(entry, hex.as_ref().map(|h| h.as_str()));
         serde_json::to_writer(&mut self.json, &record).map_err(io::Error::other)?;
         self.in_chunk += 1;
         self.entries += 1;
