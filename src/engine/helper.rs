@@ -3,7 +3,9 @@
 //! Helpers are created and never started: the archive endpoints work on a
 //! created container and see the volume mounted in it. So the image needs no
 //! binary at all, and volsafe imports its own (one empty directory) instead
-//! of pulling one. Every helper mounts its volume with `NoCopy` (so an empty
+//! of pulling one. The exception, on a daemon on this host, is a read-only
+//! helper that streams: it runs volsafe-tar from a bind mount
+//! ([`super::streamer`]), still from the same image. Every helper mounts its volume with `NoCopy` (so an empty
 //! volume is never filled from the image), has no network, and carries the
 //! labels that tie it to the run that made it.
 
@@ -16,6 +18,7 @@ use bollard::query_parameters::{
 };
 use futures_util::TryStreamExt;
 
+use super::streamer::{self, Staging};
 use super::{message_of, status_of, Engine};
 use crate::archive::names::MOUNT_DIR;
 use crate::error::failed;
@@ -111,11 +114,15 @@ pub enum Access {
     ReadWrite,
 }
 
-/// A created, never-started helper container. Remove it with [`Helper::remove`].
+/// A helper container, created and never started unless it streams.
+/// Remove it with [`Helper::remove`].
 #[derive(Debug)]
 pub struct Helper {
     pub id: String,
     pub volume: String,
+    /// Set when the helper can run volsafe-tar into a FIFO instead of
+    /// being read through the archive endpoint ([`super::streamer`]).
+    pub staging: Option<Staging>,
 }
 
 /// Creates a helper with `volume` mounted at `/volume`.
@@ -126,6 +133,73 @@ pub async fn create(
     access: Access,
     owner: &str,
 ) -> Result<Helper> {
+    let id = create_container(engine, image, volume, access, owner, None)
+        .await
+        .map_err(|e| {
+            failed(
+                format!(
+                    "volume {volume}: cannot create a helper container ({})",
+                    message_of(&e)
+                ),
+                "check the daemon's log",
+            )
+        })?;
+    Ok(Helper {
+        id,
+        volume: volume.to_owned(),
+        staging: None,
+    })
+}
+
+/// Creates a read-only helper that a backup reads the whole volume from:
+/// on a local daemon, one that can stream ([`super::streamer`]); if that
+/// cannot be prepared or the daemon turns it down, a plain one.
+pub async fn create_for_backup(
+    engine: &Engine,
+    image: &str,
+    volume: &str,
+    owner: &str,
+) -> Result<Helper> {
+    if streamer::wanted(engine) {
+        match Staging::new() {
+            Ok(staging) => {
+                match create_container(
+                    engine,
+                    image,
+                    volume,
+                    Access::ReadOnly,
+                    owner,
+                    Some(&staging),
+                )
+                .await
+                {
+                    Ok(id) => {
+                        return Ok(Helper {
+                            id,
+                            volume: volume.to_owned(),
+                            staging: Some(staging),
+                        })
+                    }
+                    Err(e) => streamer::turn_down(&format!(
+                        "the daemon turned a streaming helper down: {}",
+                        message_of(&e)
+                    )),
+                }
+            }
+            Err(e) => streamer::turn_down(&format!("cannot prepare a streaming helper: {e}")),
+        }
+    }
+    create(engine, image, volume, Access::ReadOnly, owner).await
+}
+
+async fn create_container(
+    engine: &Engine,
+    image: &str,
+    volume: &str,
+    access: Access,
+    owner: &str,
+    staging: Option<&Staging>,
+) -> Result<String, bollard::errors::Error> {
     let labels = HashMap::from([
         (LABEL_ROLE.to_owned(), "helper".to_owned()),
         (LABEL_OWNER.to_owned(), owner.to_owned()),
@@ -142,7 +216,7 @@ pub async fn create(
         }),
         ..Default::default()
     };
-    let body = ContainerCreateBody {
+    let mut body = ContainerCreateBody {
         image: Some(image.to_owned()),
         cmd: Some(vec!["/volsafe-helper-never-runs".to_owned()]),
         labels: Some(labels),
@@ -154,6 +228,25 @@ pub async fn create(
         }),
         ..Default::default()
     };
+    if let (Some(staging), Some(host)) = (staging, body.host_config.as_mut()) {
+        let (entrypoint, cmd) = Staging::command();
+        body.entrypoint = Some(entrypoint);
+        body.cmd = Some(cmd);
+        body.user = Some("0:0".to_owned());
+        body.healthcheck = Some(Staging::no_health_check());
+        host.mounts
+            .get_or_insert_with(Vec::new)
+            .push(staging.mount());
+        host.readonly_rootfs = Some(true);
+        host.cap_drop = Some(vec!["ALL".to_owned()]);
+        // Reading every file of the volume, and writing to the FIFO,
+        // whoever owns them.
+        host.cap_add = Some(vec![
+            "DAC_OVERRIDE".to_owned(),
+            "DAC_READ_SEARCH".to_owned(),
+        ]);
+        host.security_opt = Some(vec!["no-new-privileges".to_owned()]);
+    }
     let name = format!("volsafe-helper-{}", super::lease::random_id());
     let created = engine
         .docker
@@ -164,21 +257,9 @@ pub async fn create(
             }),
             body,
         )
-        .await
-        .map_err(|e| {
-            failed(
-                format!(
-                    "volume {volume}: cannot create a helper container ({})",
-                    message_of(&e)
-                ),
-                "check the daemon's log",
-            )
-        })?;
-    tracing::debug!(volume, helper = %created.id, ?access, "helper created");
-    Ok(Helper {
-        id: created.id,
-        volume: volume.to_owned(),
-    })
+        .await?;
+    tracing::debug!(volume, helper = %created.id, ?access, streaming = staging.is_some(), "helper created");
+    Ok(created.id)
 }
 
 impl Helper {

@@ -13,6 +13,7 @@ pub mod helper;
 pub mod hooks;
 pub mod lease;
 pub mod stop;
+pub mod streamer;
 pub mod volume;
 
 use std::ffi::OsStr;
@@ -42,6 +43,9 @@ pub struct Engine {
     pub name: String,
     /// Where the daemon was reached, for messages.
     pub host: String,
+    /// The daemon is on this host and may run streaming helpers
+    /// ([`streamer`]).
+    pub local: bool,
 }
 
 /// The address volsafe connects to, as the docker CLI would pick it.
@@ -91,12 +95,14 @@ pub async fn connect() -> Result<Engine> {
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "docker".to_owned());
     tracing::debug!(host = %host, daemon = %name, api = ?docker.client_version(), "connected");
+    let local = streamer::suits(&host, info.security_options.as_deref().unwrap_or_default());
     let transfer = docker.clone().with_timeout(TRANSFER_TIMEOUT);
     Ok(Engine {
         docker,
         transfer,
         name,
         host,
+        local,
     })
 }
 

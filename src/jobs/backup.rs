@@ -15,14 +15,15 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use time::OffsetDateTime;
 
-use super::bridge::{self, ChannelReader};
+use super::bridge;
 use crate::archive::crypto::Encryption;
 use crate::archive::meta::{Header, FORMAT_VERSION};
 use crate::archive::names::{self, MOUNT_DIR};
 use crate::archive::tarstream::{EntryKind, TarReader};
 use crate::archive::{ArchiveWriter, EntryData, Written};
-use crate::engine::helper::{self, Access, Helper};
+use crate::engine::helper::{self, Helper};
 use crate::engine::lease::{self, Lease};
+use crate::engine::streamer;
 use crate::engine::volume::{self, VolumeSpec};
 use crate::engine::Engine;
 use crate::engine::{hooks, stop};
@@ -421,7 +422,7 @@ async fn backup_one(
     let lock = lease::lock(engine, image, name, lease, plan.lock_wait, shutdown).await?;
     let result = async {
         let spec = volume::require(engine, name).await?;
-        let helper = helper::create(engine, image, name, Access::ReadOnly, &lease.id).await?;
+        let helper = helper::create_for_backup(engine, image, name, &lease.id).await?;
         let mut attempt = 1;
         let result = loop {
             let result = tokio::select! {
@@ -688,7 +689,9 @@ fn dest_io(path: &std::path::Path, e: &io::Error) -> anyhow::Error {
     failed(format!("destination {}: {e}", path.display()), hint)
 }
 
-/// Streams the volume mounted in `helper` into an archive written to `out`.
+/// Streams the volume mounted in `helper` into an archive written to `out`:
+/// from the helper's FIFO when it streams, else through the archive
+/// endpoint.
 pub async fn stream_volume(
     engine: &Engine,
     helper: &Helper,
@@ -697,6 +700,31 @@ pub async fn stream_volume(
     counter: Arc<AtomicU64>,
 ) -> Result<Written<()>> {
     let volume = helper.volume.clone();
+    let written = match &helper.staging {
+        Some(staging) if streamer::wanted(engine) => {
+            match streamer::start(engine, &helper.id, staging, counter.clone()).await {
+                Ok(Some(streaming)) => from_fifo(streaming, out, job).await,
+                Ok(None) => from_endpoint(engine, helper, out, job, counter).await,
+                Err(e) => {
+                    streamer::turn_down(&format!("cannot read a streaming helper's FIFO: {e}"));
+                    from_endpoint(engine, helper, out, job, counter).await
+                }
+            }
+        }
+        _ => from_endpoint(engine, helper, out, job, counter).await,
+    };
+    written
+        .map_err(explain_mount)
+        .with_context(|| format!("volume {volume}"))
+}
+
+async fn from_endpoint(
+    engine: &Engine,
+    helper: &Helper,
+    out: Output,
+    job: NewArchive,
+    counter: Arc<AtomicU64>,
+) -> Result<Written<()>> {
     let (pump, input) =
         bridge::download(engine, &helper.id, &format!("/{MOUNT_DIR}"), Some(counter));
     // A task of its own, so that it moves bytes while this task waits on
@@ -704,10 +732,34 @@ pub async fn stream_volume(
     let pump = tokio::spawn(pump);
     let work = tokio::task::spawn_blocking(move || reframe(input, out, job).map_err(explain_dest));
     let (_, joined) = tokio::join!(pump, work);
-    let written = joined.context("the archive writer stopped unexpectedly")?;
-    written
-        .map_err(explain_mount)
-        .with_context(|| format!("volume {volume}"))
+    joined.context("the archive writer stopped unexpectedly")?
+}
+
+/// Reads volsafe-tar's stream. What it says when it fails comes first: the
+/// stream it cut short says only that it ended early.
+async fn from_fifo(
+    streaming: streamer::Streaming,
+    out: Output,
+    job: NewArchive,
+) -> Result<Written<()>> {
+    let streamer::Streaming { reader, exit } = streaming;
+    let work = tokio::task::spawn_blocking(move || reframe(reader, out, job).map_err(explain_dest));
+    let joined = work
+        .await
+        .context("the archive writer stopped unexpectedly")?;
+    match (exit.ended().await, joined) {
+        (streamer::Ended::Done, written) => written,
+        (streamer::Ended::Unread, Err(e)) => Err(e),
+        (streamer::Ended::Unread, Ok(_)) => Err(anyhow::anyhow!(
+            "the streaming helper could not write its whole stream"
+        )),
+        // Still the cut stream underneath, so the backup is tried again.
+        (streamer::Ended::Shrank(said), Err(e)) => Err(e.context(said)),
+        (streamer::Ended::Shrank(said) | streamer::Ended::Failed(said), _) => Err(failed(
+            said,
+            format!("volsafe reads the volume in a helper container as root, with no privilege but reading any file; to read it through the Engine's archive endpoint instead, which leaves out files it cannot read, set {}=endpoint", streamer::ENV),
+        )),
+    }
 }
 
 /// The daemon mounts a volume when the helper's archive is read: a driver
@@ -726,7 +778,7 @@ fn explain_mount(e: anyhow::Error) -> anyhow::Error {
 
 /// Reads the Engine's tar, renames each entry relative to the volume root,
 /// and writes the archive. Runs on a blocking thread.
-fn reframe(input: ChannelReader, out: Output, job: NewArchive) -> Result<Written<()>> {
+fn reframe(input: impl io::Read, out: Output, job: NewArchive) -> Result<Written<()>> {
     let settings = job.settings;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
@@ -751,6 +803,9 @@ fn reframe(input: ChannelReader, out: Output, job: NewArchive) -> Result<Written
             );
         }
         entry.path = path;
+        // Owners are kept as numbers only (docs/format.md).
+        entry.uname.clear();
+        entry.gname.clear();
         if entry.kind == EntryKind::HardLink {
             if let Some(link) = entry.link.as_deref().and_then(names::engine_to_archive) {
                 entry.link = Some(link);

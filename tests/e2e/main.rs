@@ -23,3 +23,4 @@ mod orchestration;
 mod prune;
 mod roundtrip;
 mod schedule;
+mod streaming;

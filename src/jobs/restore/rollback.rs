@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 
 use super::{Ctx, Keys};
 use crate::archive::crypto::{self, Encryption};
-use crate::engine::helper::{self, Access};
+use crate::engine::helper;
 use crate::engine::volume::VolumeSpec;
 use crate::error::usage;
 use crate::jobs::backup::{self, NewArchive, Settings};
@@ -96,14 +96,8 @@ pub async fn write(ctx: &Ctx<'_>, spec: &VolumeSpec, encryption: &Encryption) ->
             .unwrap_or(Path::new("."))
             .join(store::ROLLBACK_DIR),
     };
-    let helper = helper::create(
-        ctx.engine,
-        ctx.image,
-        &spec.name,
-        Access::ReadOnly,
-        &ctx.lease.id,
-    )
-    .await?;
+    let helper =
+        helper::create_for_backup(ctx.engine, ctx.image, &spec.name, &ctx.lease.id).await?;
     let progress = Progress::start(ctx.plan.progress, &format!("rollback {}", spec.name), None);
     let result = async {
         // Written while the operator waits for the restore: speed first.

@@ -1,0 +1,66 @@
+//! Builds volsafe-tar (`src/streamer`), the program a streaming helper
+//! container runs, and leaves it in OUT_DIR for `include_bytes!`.
+//!
+//! It is built with std alone and linked statically, since the helper image
+//! holds no libc. Where that cannot be done (not Linux, no static libc), an
+//! empty file takes its place and volsafe reads every volume through the
+//! Engine's archive endpoint.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn main() {
+    for source in [
+        "src/streamer/main.rs",
+        "src/streamer/tarstream.rs",
+        "src/archive/tarstream/entry.rs",
+        "src/archive/tarstream/header.rs",
+        "src/archive/tarstream/write.rs",
+    ] {
+        println!("cargo:rerun-if-changed={source}");
+    }
+    let out =
+        PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("volsafe-tar");
+    let built = env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") && build(&out);
+    if !built {
+        println!("cargo:warning=volsafe-tar was not built: volsafe will read volumes through the Engine's archive endpoint only");
+        std::fs::write(&out, b"").expect("OUT_DIR is writable");
+    }
+}
+
+fn build(out: &std::path::Path) -> bool {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let target = env::var("TARGET").expect("cargo sets TARGET");
+    let status = Command::new(rustc)
+        .args([
+            "--edition=2021",
+            "--crate-name=volsafe_tar",
+            "--crate-type=bin",
+        ])
+        .args(["--target", &target])
+        .args([
+            "-C",
+            "opt-level=3",
+            "-C",
+            "panic=abort",
+            "-C",
+            "strip=symbols",
+        ])
+        .args(["-C", "target-feature=+crt-static", "-C", "codegen-units=1"])
+        .arg("-o")
+        .arg(out)
+        .arg("src/streamer/main.rs")
+        .status();
+    match status {
+        Ok(s) if s.success() => true,
+        Ok(s) => {
+            println!("cargo:warning=building volsafe-tar failed ({s})");
+            false
+        }
+        Err(e) => {
+            println!("cargo:warning=cannot run rustc to build volsafe-tar: {e}");
+            false
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! Reading a volume through a started helper, on a daemon on this host.
+//!
+//! The Engine's archive endpoint sends a volume through three copies: its
+//! `docker-tar` process into a pipe, `dockerd` from that pipe into the HTTP
+//! response, and the socket into volsafe. A helper container can instead
+//! run volsafe-tar (built from `src/streamer` by build.rs and carried in
+//! this binary), which writes the same tar stream straight into a FIFO that
+//! volsafe reads. It is the same helper, with two more things: a read-only
+//! bind mount of a private temporary directory (volsafe-tar and the FIFO)
+//! at `/.volsafe`, and a command; the container runs as root with no
+//! capability but reading any file, no network and a read-only root.
+//!
+//! This needs a daemon that sees volsafe's temporary directory, so only a
+//! daemon on a unix socket is tried, and not one that remaps user ids (its
+//! root could not read the volume's files). Whenever the helper cannot be
+//! made or started that way, or volsafe-tar stops before it writes
+//! anything, volsafe reads the same helper through the endpoint instead
+//! and goes on that way for the rest of the run. `VOLSAFE_STREAM=endpoint`
+//! makes it always do so.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bollard::models::{HealthConfig, Mount, MountType};
+use bollard::query_parameters::{LogsOptions, WaitContainerOptions};
+use futures_util::{Stream, StreamExt};
+
+use super::{message_of, Engine};
+use crate::archive::names::MOUNT_DIR;
+
+/// volsafe-tar, statically linked; empty where build.rs could not build it.
+static PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/volsafe-tar"));
+
+/// Where the staging directory is mounted in the helper.
+const STAGE_DIR: &str = "/.volsafe";
+const PROGRAM_NAME: &str = "volsafe-tar";
+const FIFO_NAME: &str = "stream";
+
+/// The environment variable that turns streaming helpers off.
+pub const ENV: &str = "VOLSAFE_STREAM";
+
+/// volsafe-tar's exit codes (see `src/streamer/main.rs`).
+const EXIT_READ: i64 = 1;
+const EXIT_SHRANK: i64 = 4;
+const EXIT_UNREAD: i64 = 5;
+
+/// Set once the daemon turned a streaming helper down: the rest of the run
+/// reads through the endpoint.
+static TURNED_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// The pipe's buffer: fewer wake-ups of either side than the default 64 KiB.
+const PIPE_SIZE: libc::c_int = 1 << 20;
+
+/// Whether a daemon reached at `host`, with these security options, is one
+/// a streaming helper may be tried on.
+pub fn suits(host: &str, security_options: &[String]) -> bool {
+    let remapped = security_options
+        .iter()
+        .any(|o| o.split(',').any(|kv| kv == "name=userns"));
+    host.starts_with("unix://") && !remapped
+}
+
+/// Whether to try a streaming helper now.
+pub fn wanted(engine: &Engine) -> bool {
+    engine.local
+        && !PROGRAM.is_empty()
+        && !TURNED_DOWN.load(Ordering::Relaxed)
+        && std::env::var(ENV).as_deref() != Ok("endpoint")
+}
+
+/// Gives up streaming helpers for the rest of the run.
+pub fn turn_down(why: &str) {
+    if !TURNED_DOWN.swap(true, Ordering::Relaxed) {
+        tracing::info!(
+            reason = why,
+            "reading volumes through the Engine's archive endpoint"
+        );
+    }
+}
+
+/// The private directory a streaming helper mounts: volsafe-tar and the
+/// FIFO. Removed when dropped.
+#[derive(Debug)]
+pub struct Staging {
+    dir: tempfile::TempDir,
+}
+
+impl Staging {
+    pub fn new() -> io::Result<Staging> {
+        let dir = tempfile::Builder::new()
+            .prefix("volsafe-stream-")
+            .tempdir()?;
+        let mut program = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .open(dir.path().join(PROGRAM_NAME))?;
+        io::Write::write_all(&mut program, PROGRAM)?;
+        program.sync_all()?;
+        drop(program);
+        let fifo = std::ffi::CString::new(
+            dir.path()
+                .join(FIFO_NAME)
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: a NUL-terminated path.
+        if unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Staging { dir })
+    }
+
+    fn fifo(&self) -> PathBuf {
+        self.dir.path().join(FIFO_NAME)
+    }
+
+    /// The bind mount of the directory into the helper.
+    pub fn mount(&self) -> Mount {
+        Mount {
+            target: Some(STAGE_DIR.to_owned()),
+            source: Some(self.dir.path().to_string_lossy().into_owned()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        }
+    }
+
+    /// The helper's entrypoint and arguments.
+    pub fn command() -> (Vec<String>, Vec<String>) {
+        (
+            vec![format!("{STAGE_DIR}/{PROGRAM_NAME}")],
+            vec![
+                format!("/{MOUNT_DIR}"),
+                MOUNT_DIR.to_owned(),
+                format!("{STAGE_DIR}/{FIFO_NAME}"),
+            ],
+        )
+    }
+
+    /// No health check of the image runs in the helper.
+    pub fn no_health_check() -> HealthConfig {
+        HealthConfig {
+            test: Some(vec!["NONE".to_owned()]),
+            ..Default::default()
+        }
+    }
+}
+
+type Exit = std::pin::Pin<Box<dyn Stream<Item = Result<i64, String>> + Send>>;
+
+/// A started streaming helper whose FIFO has data (or has been closed):
+/// its stream, and its exit to wait for once the stream is read.
+pub struct Streaming {
+    pub reader: Counted,
+    pub exit: Exiting,
+}
+
+pub struct Exiting {
+    exit: Exit,
+    engine: Engine,
+    id: String,
+}
+
+/// Starts the helper `id` and waits until volsafe-tar writes. `None`: it
+/// could not be started, or it stopped before writing (the reason is
+/// logged, and the run goes on through the endpoint).
+pub async fn start(
+    engine: &Engine,
+    id: &str,
+    staging: &Staging,
+    counter: Arc<AtomicU64>,
+) -> io::Result<Option<Streaming>> {
+    let receiver = tokio::net::unix::pipe::OpenOptions::new().open_receiver(staging.fifo())?;
+    if let Err(e) = engine
+        .docker
+        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+        .await
+    {
+        turn_down(&format!(
+            "cannot start a streaming helper: {}",
+            message_of(&e)
+        ));
+        return Ok(None);
+    }
+    let mut exit = exit_of(engine, id);
+    tokio::select! {
+        biased;
+        ready = receiver.readable() => ready?,
+        code = exit.next() => {
+            let code = code.unwrap_or(Err("no exit code".to_owned()));
+            let said = last_words(engine, id).await;
+            turn_down(&format!("the streaming helper stopped before writing ({}): {said}", describe(&code)));
+            return Ok(None);
+        }
+    }
+    let file = File::from(receiver.into_blocking_fd()?);
+    // A larger pipe is only an optimisation.
+    // SAFETY: F_SETPIPE_SZ on an open pipe descriptor.
+    unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::F_SETPIPE_SZ,
+            PIPE_SIZE,
+        )
+    };
+    Ok(Some(Streaming {
+        reader: Counted { file, counter },
+        exit: Exiting {
+            exit,
+            engine: engine.clone(),
+            id: id.to_owned(),
+        },
+    }))
+}
+
+fn exit_of(engine: &Engine, id: &str) -> Exit {
+    engine
+        .transfer
+        .wait_container(id, None::<WaitContainerOptions>)
+        .map(|r| match r {
+            Ok(w) => Ok(w.status_code),
+            Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => Ok(code),
+            Err(e) => Err(message_of(&e)),
+        })
+        .boxed()
+}
+
+/// How volsafe-tar ended, once its stream was read.
+pub enum Ended {
+    Done,
+    /// A file shrank while it was read: reading again may succeed.
+    Shrank(String),
+    /// A file or directory could not be read, or it failed otherwise.
+    Failed(String),
+    /// Its stream was not read to the end: volsafe's side failed first.
+    Unread,
+}
+
+impl Exiting {
+    /// Waits for volsafe-tar to exit, after its stream was read or dropped.
+    pub async fn ended(mut self) -> Ended {
+        let code = self
+            .exit
+            .next()
+            .await
+            .unwrap_or(Err("no exit code".to_owned()));
+        match code {
+            Ok(0) => Ended::Done,
+            Ok(EXIT_SHRANK) => Ended::Shrank(last_words(&self.engine, &self.id).await),
+            Ok(EXIT_READ) => Ended::Failed(last_words(&self.engine, &self.id).await),
+            Ok(EXIT_UNREAD) => Ended::Unread,
+            other => Ended::Failed(format!(
+                "the streaming helper ended with {}: {}",
+                describe(&other),
+                last_words(&self.engine, &self.id).await
+            )),
+        }
+    }
+}
+
+fn describe(code: &Result<i64, String>) -> String {
+    match code {
+        Ok(c) => format!("exit code {c}"),
+        Err(e) => format!("no exit code: {e}"),
+    }
+}
+
+/// The last line volsafe-tar wrote to its standard error.
+async fn last_words(engine: &Engine, id: &str) -> String {
+    let options = LogsOptions {
+        stderr: true,
+        stdout: true,
+        tail: "1".to_owned(),
+        ..Default::default()
+    };
+    let lines: Vec<_> = engine.docker.logs(id, Some(options)).collect().await;
+    let text: String = lines
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|l| String::from_utf8_lossy(&l.into_bytes()).into_owned())
+        .collect();
+    let text = text.trim();
+    let text = text.strip_prefix("volsafe-tar: ").unwrap_or(text);
+    if text.is_empty() {
+        "it said nothing".to_owned()
+    } else {
+        crate::check::secrets::scrub(text)
+    }
+}
+
+/// The FIFO's read end, counting bytes for the progress display.
+pub struct Counted {
+    file: File,
+    counter: Arc<AtomicU64>,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_daemons_without_remapped_users_stream() {
+        let none: [String; 0] = [];
+        assert!(suits("unix:///var/run/docker.sock", &none));
+        assert!(suits(
+            "unix:///run/user/1000/docker.sock",
+            &["name=rootless".to_owned()]
+        ));
+        assert!(!suits("tcp://127.0.0.1:2375", &none));
+        assert!(!suits("ssh://backup@db1", &none));
+        assert!(!suits(
+            "unix:///var/run/docker.sock",
+            &[
+                "name=seccomp,profile=default".to_owned(),
+                "name=userns".to_owned()
+            ]
+        ));
+    }
+
+    #[test]
+    fn the_helper_runs_volsafe_tar_from_the_staging_mount() {
+        let (entrypoint, cmd) = Staging::command();
+        assert_eq!(entrypoint, ["/.volsafe/volsafe-tar"]);
+        assert_eq!(cmd, ["/volume", "volume", "/.volsafe/stream"]);
+        let staging = Staging::new().unwrap();
+        let mount = staging.mount();
+        assert_eq!(mount.read_only, Some(true));
+        let dir = PathBuf::from(mount.source.unwrap());
+        let program = std::fs::read(dir.join(PROGRAM_NAME)).unwrap();
+        assert_eq!(program, PROGRAM);
+        let fifo = std::fs::metadata(dir.join(FIFO_NAME)).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo.file_type()));
+        drop(staging);
+        assert!(!dir.exists());
+    }
+}
