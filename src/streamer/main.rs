@@ -27,10 +27,11 @@ use std::collections::HashMap;
 use std::ffi::{CString, OsString};
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, BufWriter, ErrorKind, Write};
-use std::os::raw::{c_char, c_void};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::fd::AsRawFd;
+use std::os::raw::{c_char, c_int, c_void};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use tarstream::{Entry, EntryKind, TarWriter};
@@ -41,18 +42,45 @@ const CAPABILITY: &str = "security.capability";
 /// Writes to the FIFO go out in pieces this large.
 const OUT_BUF: usize = 1 << 20;
 
+// Linux's open(2) flags, which std does not name.
+#[cfg(any(
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "powerpc",
+    target_arch = "powerpc64"
+))]
+const O_NOFOLLOW: i32 = 0o100000;
+#[cfg(any(
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "powerpc",
+    target_arch = "powerpc64"
+))]
+const O_DIRECTORY: i32 = 0o40000;
+#[cfg(not(any(
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "powerpc",
+    target_arch = "powerpc64"
+)))]
 const O_NOFOLLOW: i32 = 0o400000;
+#[cfg(not(any(
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "powerpc",
+    target_arch = "powerpc64"
+)))]
+const O_DIRECTORY: i32 = 0o200000;
+const O_RDONLY: i32 = 0;
+const O_CLOEXEC: i32 = 0o2000000;
 const ENODATA: i32 = 61;
 const ENOTSUP: i32 = 95;
 const ERANGE: i32 = 34;
 
 extern "C" {
-    fn lgetxattr(
-        path: *const c_char,
-        name: *const c_char,
-        value: *mut c_void,
-        size: usize,
-    ) -> isize;
+    fn openat(dirfd: c_int, path: *const c_char, flags: c_int, ...) -> c_int;
+    fn readlinkat(dirfd: c_int, path: *const c_char, buf: *mut c_char, size: usize) -> isize;
+    fn fgetxattr(fd: c_int, name: *const c_char, value: *mut c_void, size: usize) -> isize;
 }
 
 fn main() -> ExitCode {
@@ -123,117 +151,77 @@ impl Walk {
         if !meta.is_dir() {
             return Err(Failure::Read(format!("{}: not a directory", show(name))));
         }
+        let c_root = c_string(root.as_os_str().as_bytes()).map_err(|e| read_error(name, &e))?;
+        let dir = match Dir::open(libc_at_fdcwd(), &c_root, root, &meta) {
+            Ok(Some(dir)) => dir,
+            Ok(None) => return Err(changed(name)),
+            Err(e) => return Err(read_error(name, &e)),
+        };
         let mut root_name = name.to_vec();
         root_name.push(b'/');
-        self.append(root, root_name, &meta)?;
-        // Each level: the directory's host path, its name in the stream,
-        // and its children still to visit, last first.
-        let mut stack = vec![(
-            root.to_path_buf(),
-            name.to_vec(),
-            self.children(root, name)?,
-        )];
+        self.append_other(entry_of(root_name, &meta))?;
+        // Each level: the directory, its name in the stream, and its
+        // children still to visit, last first.
+        let children = dir.children(name)?;
+        let mut stack = vec![(dir, name.to_vec(), children)];
         while let Some((dir, dir_name, children)) = stack.last_mut() {
             let Some(child) = children.pop() else {
                 stack.pop();
                 continue;
             };
-            let path = dir.join(&child);
             let mut child_name = dir_name.clone();
             child_name.push(b'/');
-            child_name.extend_from_slice(child.as_bytes());
-            let meta = match fs::symlink_metadata(&path) {
+            child_name.extend_from_slice(child.file_name().as_bytes());
+            // fstatat on the listed directory, not following a link.
+            let meta = match child.metadata() {
                 Ok(m) => m,
                 // Removed since the directory was listed.
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(read_error(&child_name, &e)),
             };
-            if meta.is_dir() {
+            let c_name =
+                c_string(child.file_name().as_bytes()).map_err(|e| read_error(&child_name, &e))?;
+            let kind = meta.file_type();
+            if kind.is_file() {
+                self.append_file(dir, &c_name, entry_of(child_name, &meta))?;
+            } else if kind.is_dir() {
+                let path = dir.path.join(child.file_name());
+                let sub = match Dir::open(dir.fd(), &c_name, &path, &meta) {
+                    Ok(Some(sub)) => sub,
+                    Ok(None) => return Err(changed(&child_name)),
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(read_error(&child_name, &e)),
+                };
                 let mut entry_name = child_name.clone();
                 entry_name.push(b'/');
-                self.append(&path, entry_name, &meta)?;
-                let grandchildren = match self.children(&path, &child_name) {
-                    Ok(c) => c,
-                    Err(Failure::Read(_)) if !path.exists() => continue,
-                    Err(e) => return Err(e),
+                self.append_other(entry_of(entry_name, &meta))?;
+                let grandchildren = sub.children(&child_name)?;
+                stack.push((sub, child_name, grandchildren));
+            } else if kind.is_symlink() {
+                let mut entry = entry_of(child_name, &meta);
+                entry.link = match read_link_at(dir.fd(), &c_name) {
+                    Ok(target) => Some(target),
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(read_error(&entry.path, &e)),
                 };
-                stack.push((path, child_name, grandchildren));
-            } else {
-                self.append(&path, child_name, &meta)?;
+                self.append_other(entry)?;
+            } else if !kind.is_socket() {
+                self.append_other(entry_of(child_name, &meta))?;
             }
         }
         Ok(())
     }
 
-    /// A directory's entry names, sorted so that the last is the first to visit.
-    fn children(&self, dir: &Path, name: &[u8]) -> Result<Vec<OsString>, Failure> {
-        let listing = fs::read_dir(dir).map_err(|e| read_error(name, &e))?;
-        let mut names = Vec::new();
-        for entry in listing {
-            names.push(entry.map_err(|e| read_error(name, &e))?.file_name());
-        }
-        names.sort_unstable_by(|a, b| b.as_bytes().cmp(a.as_bytes()));
-        Ok(names)
-    }
-
-    /// Writes one entry; a file's data is read from the file opened here,
-    /// and its header describes that open file.
-    fn append(&mut self, path: &Path, name: Vec<u8>, meta: &Metadata) -> Result<(), Failure> {
-        let kind = meta.file_type();
-        let mut entry = Entry {
-            path: name,
-            kind: EntryKind::Dir,
-            mode: meta.mode() & 0o7777,
-            uid: u64::from(meta.uid()),
-            gid: u64::from(meta.gid()),
-            uname: Vec::new(),
-            gname: Vec::new(),
-            mtime: meta.mtime(),
-            size: 0,
-            link: None,
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
-        };
-        if kind.is_socket() {
-            return Ok(());
-        }
-        if let Some(cap) = capability(path).map_err(|e| read_error(&entry.path, &e))? {
-            entry.xattrs.push((CAPABILITY.as_bytes().to_vec(), cap));
-        }
-        if kind.is_file() {
-            return self.append_file(path, entry);
-        }
-        if kind.is_dir() {
-            entry.kind = EntryKind::Dir;
-        } else if kind.is_symlink() {
-            entry.kind = EntryKind::Symlink;
-            let target = fs::read_link(path).map_err(|e| read_error(&entry.path, &e))?;
-            entry.link = Some(target.into_os_string().into_vec());
-        } else if kind.is_fifo() {
-            entry.kind = EntryKind::Fifo;
-        } else if kind.is_char_device() || kind.is_block_device() {
-            entry.kind = if kind.is_char_device() {
-                EntryKind::CharDevice
-            } else {
-                EntryKind::BlockDevice
-            };
-            let (major, minor) = split_dev(meta.rdev());
-            entry.dev_major = major;
-            entry.dev_minor = minor;
-        } else {
-            return Ok(());
-        }
+    fn append_other(&mut self, entry: Entry) -> Result<(), Failure> {
         self.tar.append(&entry, &mut io::empty())?;
         Ok(())
     }
 
-    fn append_file(&mut self, path: &Path, mut entry: Entry) -> Result<(), Failure> {
-        let mut file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(O_NOFOLLOW)
-            .open(path)
-        {
+    /// A file's header describes the file as opened here, and its data is
+    /// read from it.
+    fn append_file(&mut self, dir: &Dir, name: &CString, mut entry: Entry) -> Result<(), Failure> {
+        let flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC;
+        let mut file = match open_at(dir.fd(), name, flags) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(read_error(&entry.path, &e)),
@@ -241,27 +229,23 @@ impl Walk {
         let meta = file.metadata().map_err(|e| read_error(&entry.path, &e))?;
         if !meta.is_file() {
             // Replaced by something else since it was listed.
-            return Err(Failure::Shrank(format!(
-                "{} changed while it was read",
-                show(&entry.path)
-            )));
+            return Err(changed(&entry.path));
         }
-        entry.mode = meta.mode() & 0o7777;
-        entry.uid = u64::from(meta.uid());
-        entry.gid = u64::from(meta.gid());
-        entry.mtime = meta.mtime();
+        let path = std::mem::take(&mut entry.path);
+        entry = entry_of(path, &meta);
+        if let Some(cap) = capability(&file).map_err(|e| read_error(&entry.path, &e))? {
+            entry.xattrs.push((CAPABILITY.as_bytes().to_vec(), cap));
+        }
         if meta.nlink() > 1 {
             let key = (meta.dev(), meta.ino());
             if let Some(first) = self.links.get(&key) {
                 entry.kind = EntryKind::HardLink;
                 entry.link = Some(first.clone());
-                self.tar.append(&entry, &mut io::empty())?;
-                return Ok(());
+                entry.size = 0;
+                return self.append_other(entry);
             }
             self.links.insert(key, entry.path.clone());
         }
-        entry.kind = EntryKind::File;
-        entry.size = meta.len();
         let mut data = Data { file: &mut file };
         match self.tar.append(&entry, &mut data) {
             Ok(()) => Ok(()),
@@ -274,6 +258,96 @@ impl Walk {
             )),
             Err(e) => Err(Failure::Write(e)),
         }
+    }
+}
+
+/// An entry as the endpoint describes it; for a file, its size and no data.
+fn entry_of(path: Vec<u8>, meta: &Metadata) -> Entry {
+    let kind = meta.file_type();
+    let (dev_major, dev_minor) = if kind.is_char_device() || kind.is_block_device() {
+        split_dev(meta.rdev())
+    } else {
+        (0, 0)
+    };
+    Entry {
+        path,
+        kind: if kind.is_file() {
+            EntryKind::File
+        } else if kind.is_dir() {
+            EntryKind::Dir
+        } else if kind.is_symlink() {
+            EntryKind::Symlink
+        } else if kind.is_fifo() {
+            EntryKind::Fifo
+        } else if kind.is_char_device() {
+            EntryKind::CharDevice
+        } else {
+            EntryKind::BlockDevice
+        },
+        mode: meta.mode() & 0o7777,
+        uid: u64::from(meta.uid()),
+        gid: u64::from(meta.gid()),
+        uname: Vec::new(),
+        gname: Vec::new(),
+        mtime: meta.mtime(),
+        size: if kind.is_file() { meta.len() } else { 0 },
+        link: None,
+        dev_major,
+        dev_minor,
+        xattrs: Vec::new(),
+    }
+}
+
+/// A directory held open while what it holds is written. Everything under
+/// it is looked up from it (`openat`, `fstatat`, `readlinkat`, and its
+/// listing through `/proc/self/fd`), so a directory of the volume that is
+/// swapped for a symlink while the walk is under it cannot lead the walk
+/// out of the volume.
+struct Dir {
+    file: File,
+    /// For the listing: `/proc/self/fd/N`, or the path without /proc.
+    listing: PathBuf,
+    /// Its path, for the listing where there is no /proc.
+    path: PathBuf,
+}
+
+impl Dir {
+    /// Opens directory `name` of directory `at`, which must still be the
+    /// one `expected` describes; `None` when it is not.
+    fn open(at: i32, name: &CString, path: &Path, expected: &Metadata) -> io::Result<Option<Dir>> {
+        let file = open_at(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)?;
+        let meta = file.metadata()?;
+        if (meta.dev(), meta.ino()) != (expected.dev(), expected.ino()) {
+            return Ok(None);
+        }
+        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        let listing = if by_fd.exists() {
+            by_fd
+        } else {
+            path.to_path_buf()
+        };
+        Ok(Some(Dir {
+            file,
+            listing,
+            path: path.to_path_buf(),
+        }))
+    }
+
+    fn fd(&self) -> i32 {
+        self.file.as_raw_fd()
+    }
+
+    /// The entries, sorted so that the last is the first to visit. Each
+    /// keeps the listing's directory open, and its metadata is looked up
+    /// from there.
+    fn children(&self, name: &[u8]) -> Result<Vec<fs::DirEntry>, Failure> {
+        let listing = fs::read_dir(&self.listing).map_err(|e| read_error(name, &e))?;
+        let mut entries = Vec::new();
+        for entry in listing {
+            entries.push(entry.map_err(|e| read_error(name, &e))?);
+        }
+        entries.sort_unstable_by(|a, b| b.file_name().as_bytes().cmp(a.file_name().as_bytes()));
+        Ok(entries)
     }
 }
 
@@ -305,18 +379,16 @@ impl io::Read for Data<'_> {
     }
 }
 
-/// The `security.capability` xattr of `path` itself (not of a link's target).
-fn capability(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?;
-    let c_name = CString::new(CAPABILITY).expect("no NUL in the name");
+/// The `security.capability` xattr of an open file.
+fn capability(file: &File) -> io::Result<Option<Vec<u8>>> {
+    let name = c_string(CAPABILITY.as_bytes())?;
     let mut buf = vec![0u8; 256];
     loop {
-        // SAFETY: both strings are NUL-terminated and `buf` is writable for its length.
+        // SAFETY: `name` is NUL-terminated and `buf` is writable for its length.
         let n = unsafe {
-            lgetxattr(
-                c_path.as_ptr(),
-                c_name.as_ptr(),
+            fgetxattr(
+                file.as_raw_fd(),
+                name.as_ptr(),
                 buf.as_mut_ptr().cast(),
                 buf.len(),
             )
@@ -329,10 +401,44 @@ fn capability(path: &Path) -> io::Result<Option<Vec<u8>>> {
         match e.raw_os_error() {
             Some(ENODATA) | Some(ENOTSUP) => return Ok(None),
             Some(ERANGE) if buf.len() < 1 << 16 => buf.resize(buf.len() * 4, 0),
-            _ if e.kind() == ErrorKind::NotFound => return Ok(None),
             _ => return Err(e),
         }
     }
+}
+
+fn open_at(at: i32, name: &CString, flags: i32) -> io::Result<File> {
+    // SAFETY: `name` is NUL-terminated; no mode is needed without O_CREAT.
+    let fd = unsafe { openat(at, name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor openat just returned, owned by nothing else.
+    Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+fn read_link_at(at: i32, name: &CString) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: `name` is NUL-terminated and `buf` is writable for its length.
+        let n = unsafe { readlinkat(at, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if (n as usize) < buf.len() {
+            buf.truncate(n as usize);
+            return Ok(buf);
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+}
+
+fn c_string(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))
+}
+
+/// `AT_FDCWD`: a path given to an `*at` call is looked up as usual.
+fn libc_at_fdcwd() -> i32 {
+    -100
 }
 
 /// glibc's `major` and `minor` of a device number.
@@ -340,6 +446,12 @@ fn split_dev(dev: u64) -> (u32, u32) {
     let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
     let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
     (major as u32, minor as u32)
+}
+
+/// An entry replaced by another kind while the walk passed it: as for a
+/// file that shrank, reading again may succeed.
+fn changed(name: &[u8]) -> Failure {
+    Failure::Shrank(format!("{} changed while it was read", show(name)))
 }
 
 fn read_error(name: &[u8], e: &io::Error) -> Failure {
