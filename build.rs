@@ -2,7 +2,8 @@
 //! container runs, and leaves it in OUT_DIR for `include_bytes!`.
 //!
 //! It is built with std alone and linked statically, since the helper image
-//! holds no libc. Where that cannot be done (not Linux, no static libc), an
+//! holds no libc. Where that cannot be done (not Linux, an architecture
+//! whose flag values it does not know, no static libc), an
 //! empty file takes its place and volsafe reads every volume through the
 //! Engine's archive endpoint.
 
@@ -22,7 +23,21 @@ fn main() {
     }
     let out =
         PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("volsafe-tar");
-    let built = env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") && build(&out);
+    // volsafe-tar names Linux's open flags and errno values itself (it has
+    // std alone); they are those of these architectures.
+    let arch_known = matches!(
+        env::var("CARGO_CFG_TARGET_ARCH").as_deref(),
+        Ok("x86_64"
+            | "x86"
+            | "aarch64"
+            | "arm"
+            | "riscv64"
+            | "powerpc64"
+            | "s390x"
+            | "loongarch64")
+    );
+    let linux = env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux");
+    let built = linux && arch_known && build(&out);
     if !built {
         println!("cargo:warning=volsafe-tar was not built: volsafe will read volumes through the Engine's archive endpoint only");
         std::fs::write(&out, b"").expect("OUT_DIR is writable");

@@ -40,6 +40,41 @@ const STAGE_DIR: &str = "/.volsafe";
 const PROGRAM_NAME: &str = "volsafe-tar";
 const FIFO_NAME: &str = "stream";
 
+/// Staging directories are named `volsafe-stream-<pid>-<random>`.
+const PREFIX: &str = "volsafe-stream-";
+
+/// Removes, once per process, the staging directories that runs killed
+/// without a chance to clean up (SIGKILL, a crash) left in the temporary
+/// directory: those whose process is gone.
+fn sweep_once() {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| {
+        let Ok(listing) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in listing.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(PREFIX))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+            else {
+                continue;
+            };
+            // SAFETY: signal 0 only checks whether the process exists.
+            let gone = unsafe { libc::kill(pid, 0) } != 0
+                && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+            if gone {
+                match std::fs::remove_dir_all(entry.path()) {
+                    Ok(()) => tracing::debug!(dir = %entry.path().display(), "stale staging directory removed"),
+                    Err(e) => tracing::debug!(dir = %entry.path().display(), error = %e, "cannot remove a stale staging directory"),
+                }
+            }
+        }
+    });
+}
+
 /// The environment variable that turns streaming helpers off.
 pub const ENV: &str = "VOLSAFE_STREAM";
 
@@ -91,8 +126,9 @@ pub struct Staging {
 
 impl Staging {
     pub fn new() -> io::Result<Staging> {
+        sweep_once();
         let dir = tempfile::Builder::new()
-            .prefix("volsafe-stream-")
+            .prefix(&format!("{PREFIX}{}-", std::process::id()))
             .tempdir()?;
         let mut program = std::fs::OpenOptions::new()
             .write(true)
@@ -236,7 +272,9 @@ pub enum Ended {
     Done,
     /// A file shrank while it was read: reading again may succeed.
     Shrank(String),
-    /// A file or directory could not be read, or it failed otherwise.
+    /// A file or directory could not be read.
+    Unreadable(String),
+    /// It failed otherwise.
     Failed(String),
     /// Its stream was not read to the end: volsafe's side failed first.
     Unread,
@@ -253,7 +291,7 @@ impl Exiting {
         match code {
             Ok(0) => Ended::Done,
             Ok(EXIT_SHRANK) => Ended::Shrank(last_words(&self.engine, &self.id).await),
-            Ok(EXIT_READ) => Ended::Failed(last_words(&self.engine, &self.id).await),
+            Ok(EXIT_READ) => Ended::Unreadable(last_words(&self.engine, &self.id).await),
             Ok(EXIT_UNREAD) => Ended::Unread,
             other => Ended::Failed(format!(
                 "the streaming helper ended with {}: {}",

@@ -735,6 +735,10 @@ async fn from_endpoint(
     joined.context("the archive writer stopped unexpectedly")?
 }
 
+const UNREADABLE_HINT: &str = "the helper reads the volume as root with no other privilege \
+    (root may be refused on NFS or FUSE); to back it up without such files, through the \
+    Engine's archive endpoint, set VOLSAFE_STREAM=endpoint";
+
 /// Reads volsafe-tar's stream. What it says when it fails comes first: the
 /// stream it cut short says only that it ended early.
 async fn from_fifo(
@@ -750,14 +754,20 @@ async fn from_fifo(
     match (exit.ended().await, joined) {
         (streamer::Ended::Done, written) => written,
         (streamer::Ended::Unread, Err(e)) => Err(e),
-        (streamer::Ended::Unread, Ok(_)) => Err(anyhow::anyhow!(
-            "the streaming helper could not write its whole stream"
+        (streamer::Ended::Unread, Ok(_)) => Err(failed(
+            "the streaming helper could not write its whole stream",
+            "run the backup again; if it keeps failing, look at the daemon's log",
         )),
         // Still the cut stream underneath, so the backup is tried again.
         (streamer::Ended::Shrank(said), Err(e)) => Err(e.context(said)),
-        (streamer::Ended::Shrank(said) | streamer::Ended::Failed(said), _) => Err(failed(
+        (streamer::Ended::Shrank(said), Ok(_)) => Err(failed(
             said,
-            format!("volsafe reads the volume in a helper container as root, with no privilege but reading any file; to read it through the Engine's archive endpoint instead, which leaves out files it cannot read, set {}=endpoint", streamer::ENV),
+            "run the backup again, or stop what writes to the volume (--stop-containers)",
+        )),
+        (streamer::Ended::Unreadable(said), _) => Err(failed(said, UNREADABLE_HINT)),
+        (streamer::Ended::Failed(said), _) => Err(failed(
+            said,
+            "run the backup again; if it keeps failing, look at the daemon's log",
         )),
     }
 }

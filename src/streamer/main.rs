@@ -30,7 +30,7 @@ use std::io::{self, BufWriter, ErrorKind, Write};
 use std::os::fd::AsRawFd;
 use std::os::raw::{c_char, c_int, c_void};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -72,7 +72,13 @@ const O_NOFOLLOW: i32 = 0o400000;
 )))]
 const O_DIRECTORY: i32 = 0o200000;
 const O_RDONLY: i32 = 0;
+const O_NONBLOCK: i32 = 0o4000;
 const O_CLOEXEC: i32 = 0o2000000;
+const F_GETFL: i32 = 3;
+const F_SETFL: i32 = 4;
+const ENOTDIR: i32 = 20;
+const EINVAL: i32 = 22;
+const ELOOP: i32 = 40;
 const ENODATA: i32 = 61;
 const ENOTSUP: i32 = 95;
 const ERANGE: i32 = 34;
@@ -81,6 +87,7 @@ extern "C" {
     fn openat(dirfd: c_int, path: *const c_char, flags: c_int, ...) -> c_int;
     fn readlinkat(dirfd: c_int, path: *const c_char, buf: *mut c_char, size: usize) -> isize;
     fn fgetxattr(fd: c_int, name: *const c_char, value: *mut c_void, size: usize) -> isize;
+    fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
 }
 
 fn main() -> ExitCode {
@@ -89,7 +96,15 @@ fn main() -> ExitCode {
         eprintln!("usage: volsafe-tar ROOT NAME OUTPUT");
         return ExitCode::from(2);
     };
-    let out = match OpenOptions::new().write(true).open(output) {
+    // Without blocking: where no reader has the FIFO open, this is another
+    // kernel's FIFO (the daemon in a VM that shares the directory), and
+    // volsafe, which opened its end first, reads the endpoint instead.
+    let out = match OpenOptions::new()
+        .write(true)
+        .custom_flags(O_NONBLOCK | O_CLOEXEC)
+        .open(output)
+        .and_then(|f| set_blocking(&f).map(|()| f))
+    {
         Ok(f) => f,
         Err(e) => {
             eprintln!(
@@ -190,6 +205,7 @@ impl Walk {
                     Ok(Some(sub)) => sub,
                     Ok(None) => return Err(changed(&child_name)),
                     Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) if swapped(&e) => return Err(changed(&child_name)),
                     Err(e) => return Err(read_error(&child_name, &e)),
                 };
                 let mut entry_name = child_name.clone();
@@ -202,28 +218,59 @@ impl Walk {
                 entry.link = match read_link_at(dir.fd(), &c_name) {
                     Ok(target) => Some(target),
                     Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    // No longer a symlink.
+                    Err(e) if e.raw_os_error() == Some(EINVAL) => return Err(changed(&entry.path)),
                     Err(e) => return Err(read_error(&entry.path, &e)),
                 };
-                self.append_other(entry)?;
+                self.append_linked(entry, &meta)?;
             } else if !kind.is_socket() {
-                self.append_other(entry_of(child_name, &meta))?;
+                self.append_linked(entry_of(child_name, &meta), &meta)?;
             }
         }
         Ok(())
     }
 
     fn append_other(&mut self, entry: Entry) -> Result<(), Failure> {
-        self.tar.append(&entry, &mut io::empty())?;
-        Ok(())
+        self.tar
+            .append(&entry, &mut io::empty())
+            .map_err(|e| unwritable(&entry, e))
+    }
+
+    /// A non-directory without data (symlink, FIFO, device) that has several
+    /// links is written once, then as hard links to its first name, as the
+    /// Engine does.
+    fn append_linked(&mut self, mut entry: Entry, meta: &Metadata) -> Result<(), Failure> {
+        if let Some(first) = self.first_link(&entry, meta) {
+            entry.kind = EntryKind::HardLink;
+            entry.link = Some(first);
+        }
+        self.append_other(entry)
+    }
+
+    /// The first name of a file with several links that was already
+    /// written; `None` (and the name noted) for the first of them.
+    fn first_link(&mut self, entry: &Entry, meta: &Metadata) -> Option<Vec<u8>> {
+        if meta.nlink() <= 1 {
+            return None;
+        }
+        let key = (meta.dev(), meta.ino());
+        if let Some(first) = self.links.get(&key) {
+            return Some(first.clone());
+        }
+        self.links.insert(key, entry.path.clone());
+        None
     }
 
     /// A file's header describes the file as opened here, and its data is
     /// read from it.
     fn append_file(&mut self, dir: &Dir, name: &CString, mut entry: Entry) -> Result<(), Failure> {
-        let flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC;
+        // Without blocking, in case a FIFO took the file's place since
+        // the listing.
+        let flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
         let mut file = match open_at(dir.fd(), name, flags) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if swapped(&e) => return Err(changed(&entry.path)),
             Err(e) => return Err(read_error(&entry.path, &e)),
         };
         let meta = file.metadata().map_err(|e| read_error(&entry.path, &e))?;
@@ -231,20 +278,17 @@ impl Walk {
             // Replaced by something else since it was listed.
             return Err(changed(&entry.path));
         }
+        set_blocking(&file).map_err(|e| read_error(&entry.path, &e))?;
         let path = std::mem::take(&mut entry.path);
         entry = entry_of(path, &meta);
         if let Some(cap) = capability(&file).map_err(|e| read_error(&entry.path, &e))? {
             entry.xattrs.push((CAPABILITY.as_bytes().to_vec(), cap));
         }
-        if meta.nlink() > 1 {
-            let key = (meta.dev(), meta.ino());
-            if let Some(first) = self.links.get(&key) {
-                entry.kind = EntryKind::HardLink;
-                entry.link = Some(first.clone());
-                entry.size = 0;
-                return self.append_other(entry);
-            }
-            self.links.insert(key, entry.path.clone());
+        if let Some(first) = self.first_link(&entry, &meta) {
+            entry.kind = EntryKind::HardLink;
+            entry.link = Some(first);
+            entry.size = 0;
+            return self.append_other(entry);
         }
         let mut data = Data { file: &mut file };
         match self.tar.append(&entry, &mut data) {
@@ -256,7 +300,7 @@ impl Walk {
             Err(e) if e.get_ref().is_some_and(|r| r.is::<ReadFailed>()) => Err(Failure::Read(
                 format!("cannot read {}: {}", show(&entry.path), e),
             )),
-            Err(e) => Err(Failure::Write(e)),
+            Err(e) => Err(unwritable(&entry, e)),
         }
     }
 }
@@ -305,9 +349,9 @@ fn entry_of(path: Vec<u8>, meta: &Metadata) -> Entry {
 /// out of the volume.
 struct Dir {
     file: File,
-    /// For the listing: `/proc/self/fd/N`, or the path without /proc.
+    /// `/proc/self/fd/N`, to list it.
     listing: PathBuf,
-    /// Its path, for the listing where there is no /proc.
+    /// Where it is, for the names of what it holds.
     path: PathBuf,
 }
 
@@ -320,12 +364,15 @@ impl Dir {
         if (meta.dev(), meta.ino()) != (expected.dev(), expected.ino()) {
             return Ok(None);
         }
-        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-        let listing = if by_fd.exists() {
-            by_fd
-        } else {
-            path.to_path_buf()
-        };
+        // Listed through the open directory; without /proc there is no
+        // such way, and a listing by name could follow a swapped symlink.
+        let listing = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        if !listing.exists() {
+            return Err(io::Error::new(
+                ErrorKind::Unsupported,
+                "no /proc/self/fd to list directories through",
+            ));
+        }
         Ok(Some(Dir {
             file,
             listing,
@@ -432,6 +479,33 @@ fn read_link_at(at: i32, name: &CString) -> io::Result<Vec<u8>> {
     }
 }
 
+/// Clears `O_NONBLOCK`.
+fn set_blocking(file: &File) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL and F_SETFL on an open descriptor.
+    let flags = unsafe { fcntl(fd, F_GETFL) };
+    if flags < 0 || unsafe { fcntl(fd, F_SETFL, flags & !O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// An error of a lookup that found another kind of entry than the listing
+/// did: a directory or file swapped for a symlink, or the reverse.
+fn swapped(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(ELOOP) | Some(ENOTDIR))
+}
+
+/// The tar writer refused an entry (a device number too large for tar):
+/// a failure naming it, not the stream's.
+fn unwritable(entry: &Entry, e: io::Error) -> Failure {
+    if e.kind() == ErrorKind::InvalidInput {
+        Failure::Read(format!("cannot write {} as tar: {e}", show(&entry.path)))
+    } else {
+        Failure::Write(e)
+    }
+}
+
 fn c_string(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))
 }
@@ -460,4 +534,101 @@ fn read_error(name: &[u8], e: &io::Error) -> Failure {
 
 fn show(name: &[u8]) -> String {
     format!("{:?}", String::from_utf8_lossy(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::tarstream::{EntryKind as Kind, TarReader};
+
+    /// The walk's stream, read back: (name, kind, link) of every entry.
+    fn walk(root: &Path) -> Vec<(String, Kind, Option<String>)> {
+        let out = tempfile::NamedTempFile::new().unwrap();
+        let mut walk = Walk {
+            tar: TarWriter::new(BufWriter::new(out.reopen().unwrap())),
+            links: HashMap::new(),
+        };
+        assert!(walk.tree(root, b"volume").is_ok());
+        walk.tar.finish().unwrap().flush().unwrap();
+        let mut tar = TarReader::new(File::open(out.path()).unwrap());
+        let mut seen = Vec::new();
+        while let Some(entry) = tar.next_entry().unwrap() {
+            let link = entry
+                .link
+                .as_ref()
+                .map(|l| String::from_utf8_lossy(l).into_owned());
+            seen.push((entry.path_lossy(), entry.kind, link));
+        }
+        seen
+    }
+
+    #[test]
+    fn writes_the_tree_in_the_endpoints_order_and_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("b/sub")).unwrap();
+        fs::create_dir(root.join("a")).unwrap();
+        fs::write(root.join("b/file"), b"data").unwrap();
+        fs::hard_link(root.join("b/file"), root.join("a/again")).unwrap();
+        std::os::unix::fs::symlink("../b/file", root.join("b/link")).unwrap();
+        fs::hard_link(root.join("b/link"), root.join("c-link-again")).unwrap();
+        let fifo = c_string(root.join("fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        fs::hard_link(root.join("fifo"), root.join("fifo2")).unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(root.join("sock")).unwrap();
+
+        let file = |p: &str| (p.to_owned(), Kind::File, None);
+        let dir_ = |p: &str| (p.to_owned(), Kind::Dir, None);
+        let hard = |p: &str, to: &str| (p.to_owned(), Kind::HardLink, Some(to.to_owned()));
+        assert_eq!(
+            walk(root),
+            vec![
+                dir_("volume/"),
+                dir_("volume/a/"),
+                file("volume/a/again"),
+                dir_("volume/b/"),
+                hard("volume/b/file", "volume/a/again"),
+                (
+                    "volume/b/link".to_owned(),
+                    Kind::Symlink,
+                    Some("../b/file".to_owned())
+                ),
+                dir_("volume/b/sub/"),
+                hard("volume/c-link-again", "volume/b/link"),
+                ("volume/fifo".to_owned(), Kind::Fifo, None),
+                hard("volume/fifo2", "volume/fifo"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), b"s").unwrap();
+        fs::create_dir(dir.path().join("d")).unwrap();
+        let meta = fs::symlink_metadata(dir.path().join("d")).unwrap();
+        // The listing saw a directory; by the time it is opened, it is a
+        // symlink to a directory outside.
+        fs::remove_dir(dir.path().join("d")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("d")).unwrap();
+        let parent = c_string(dir.path().as_os_str().as_bytes()).unwrap();
+        let root_meta = fs::symlink_metadata(dir.path()).unwrap();
+        let parent = Dir::open(libc_at_fdcwd(), &parent, dir.path(), &root_meta)
+            .unwrap()
+            .unwrap();
+        let name = c_string(b"d").unwrap();
+        let err = Dir::open(parent.fd(), &name, &dir.path().join("d"), &meta)
+            .err()
+            .expect("a symlink is not opened as a directory");
+        assert!(swapped(&err), "{err}");
+    }
+
+    #[test]
+    fn device_numbers_split_as_glibc_does() {
+        assert_eq!(split_dev(0x0107), (1, 7));
+        // makedev(259, 0x12345): the minor's high bits sit above the major's.
+        assert_eq!(split_dev(0x1231_0345), (259, 0x12345));
+    }
 }

@@ -60,9 +60,13 @@ fn streaming_helper_writes_the_endpoints_tar() {
     fill(
         &src,
         &format!(
-            "{}\n{}",
+            "{}\n{}\n{}",
             fixtures::small_fixture(),
-            fixtures::many_files(300)
+            fixtures::many_files(300),
+            // Hard links to things without data: the Engine writes them as
+            // links too.
+            "ln -s hard /v/hl-sym && ln /v/hl-sym /v/hl-sym2 && mkfifo /v/hl-fifo \
+             && ln /v/hl-fifo /v/hl-fifo2"
         ),
     );
     let key = AgeKey::new();
