@@ -161,7 +161,10 @@ pub async fn create_for_backup(
     owner: &str,
 ) -> Result<Helper> {
     if streamer::wanted(engine) {
-        match Staging::new() {
+        let staging = tokio::task::spawn_blocking(Staging::new)
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match staging {
             Ok(staging) => {
                 match create_container(
                     engine,
@@ -239,12 +242,9 @@ async fn create_container(
             .push(staging.mount());
         host.readonly_rootfs = Some(true);
         host.cap_drop = Some(vec!["ALL".to_owned()]);
-        // Reading every file of the volume, and writing to the FIFO,
-        // whoever owns them.
-        host.cap_add = Some(vec![
-            "DAC_OVERRIDE".to_owned(),
-            "DAC_READ_SEARCH".to_owned(),
-        ]);
+        // Reading every file of the volume whoever owns it, and passing
+        // the staging directory (0700) of a volsafe that is not root.
+        host.cap_add = Some(vec!["DAC_READ_SEARCH".to_owned()]);
         host.security_opt = Some(vec!["no-new-privileges".to_owned()]);
     }
     let name = format!("volsafe-helper-{}", super::lease::random_id());

@@ -8,15 +8,17 @@
 //! volsafe reads. It is the same helper, with two more things: a read-only
 //! bind mount of a private temporary directory (volsafe-tar and the FIFO)
 //! at `/.volsafe`, and a command; the container runs as root with no
-//! capability but reading any file, no network and a read-only root.
+//! capability but reading any file (`DAC_READ_SEARCH`), no network and a
+//! read-only root.
 //!
 //! This needs a daemon that sees volsafe's temporary directory, so only a
 //! daemon on a unix socket is tried, and not one that remaps user ids (its
 //! root could not read the volume's files). Whenever the helper cannot be
-//! made or started that way, or volsafe-tar stops before it writes
-//! anything, volsafe reads the same helper through the endpoint instead
-//! and goes on that way for the rest of the run. `VOLSAFE_STREAM=endpoint`
-//! makes it always do so.
+//! made or started that way, or volsafe-tar stops before it opens the
+//! FIFO, volsafe reads the same helper through the endpoint instead and
+//! goes on that way for the rest of the run (a volume the daemon cannot
+//! mount is that volume's fault, and turns nothing off).
+//! `VOLSAFE_STREAM=endpoint` makes it always do so.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -125,6 +127,7 @@ pub struct Staging {
 }
 
 impl Staging {
+    /// Blocking file-system work: call it off the async runtime.
     pub fn new() -> io::Result<Staging> {
         sweep_once();
         let dir = tempfile::Builder::new()
@@ -136,7 +139,6 @@ impl Staging {
             .mode(0o755)
             .open(dir.path().join(PROGRAM_NAME))?;
         io::Write::write_all(&mut program, PROGRAM)?;
-        program.sync_all()?;
         drop(program);
         let fifo = std::ffi::CString::new(
             dir.path()
@@ -149,6 +151,12 @@ impl Staging {
         if unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        // Writable by the helper's root whoever runs volsafe, without
+        // DAC_OVERRIDE; the directory (0700) keeps everyone else out.
+        std::fs::set_permissions(
+            dir.path().join(FIFO_NAME),
+            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+        )?;
         Ok(Staging { dir })
     }
 
@@ -218,10 +226,12 @@ pub async fn start(
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
         .await
     {
-        turn_down(&format!(
-            "cannot start a streaming helper: {}",
-            message_of(&e)
-        ));
+        let why = message_of(&e);
+        // The daemon mounts the volume at the start: a volume it cannot
+        // mount fails the endpoint too, with the same message.
+        if !why.contains("error while mounting volume") {
+            turn_down(&format!("cannot start a streaming helper: {why}"));
+        }
         return Ok(None);
     }
     let mut exit = exit_of(engine, id);
@@ -230,7 +240,7 @@ pub async fn start(
         ready = receiver.readable() => ready?,
         code = exit.next() => {
             let code = code.unwrap_or(Err("no exit code".to_owned()));
-            let said = last_words(engine, id).await;
+            let said = said_or(engine, id, "no message").await;
             turn_down(&format!("the streaming helper stopped before writing ({}): {said}", describe(&code)));
             return Ok(None);
         }
@@ -288,15 +298,30 @@ impl Exiting {
             .next()
             .await
             .unwrap_or(Err("no exit code".to_owned()));
+        let (engine, id) = (&self.engine, self.id.as_str());
         match code {
             Ok(0) => Ended::Done,
-            Ok(EXIT_SHRANK) => Ended::Shrank(last_words(&self.engine, &self.id).await),
-            Ok(EXIT_READ) => Ended::Unreadable(last_words(&self.engine, &self.id).await),
+            Ok(EXIT_SHRANK) => Ended::Shrank(
+                said_or(
+                    engine,
+                    id,
+                    "an entry of the volume changed while it was read",
+                )
+                .await,
+            ),
+            Ok(EXIT_READ) => Ended::Unreadable(
+                said_or(
+                    engine,
+                    id,
+                    "a file or directory of the volume could not be read",
+                )
+                .await,
+            ),
             Ok(EXIT_UNREAD) => Ended::Unread,
             other => Ended::Failed(format!(
                 "the streaming helper ended with {}: {}",
                 describe(&other),
-                last_words(&self.engine, &self.id).await
+                said_or(engine, id, "no message").await
             )),
         }
     }
@@ -309,8 +334,17 @@ fn describe(code: &Result<i64, String>) -> String {
     }
 }
 
-/// The last line volsafe-tar wrote to its standard error.
-async fn last_words(engine: &Engine, id: &str) -> String {
+/// What volsafe-tar said (it names the entry), or what its exit code means
+/// when the daemon cannot give its log back (`--log-driver none`).
+async fn said_or(engine: &Engine, id: &str, meaning: &str) -> String {
+    last_words(engine, id)
+        .await
+        .unwrap_or_else(|| format!("{meaning} (the helper's log could not be read)"))
+}
+
+/// The last line volsafe-tar wrote to its standard error, if the daemon
+/// gives it back.
+async fn last_words(engine: &Engine, id: &str) -> Option<String> {
     let options = LogsOptions {
         stderr: true,
         stdout: true,
@@ -325,11 +359,7 @@ async fn last_words(engine: &Engine, id: &str) -> String {
         .collect();
     let text = text.trim();
     let text = text.strip_prefix("volsafe-tar: ").unwrap_or(text);
-    if text.is_empty() {
-        "it said nothing".to_owned()
-    } else {
-        crate::check::secrets::scrub(text)
-    }
+    (!text.is_empty()).then(|| crate::check::secrets::scrub(text))
 }
 
 /// The FIFO's read end, counting bytes for the progress display.

@@ -430,10 +430,25 @@ async fn backup_one(
                 s = shutdown.wait() => Err(interrupted(s)),
             };
             match result {
+                // What went to standard output cannot be taken back.
+                Err(e) if is_cut_stream(&e) && matches!(plan.dest, Dest::Stdout) => {
+                    break Err(failed(
+                        format!("{e:#}; the archive on standard output is incomplete"),
+                        "back up to a directory (--to DIR), where volsafe tries again, \
+                         or stop what writes to the volume (--stop-containers)",
+                    ));
+                }
                 Err(e) if attempt < ATTEMPTS && is_cut_stream(&e) => {
                     tracing::warn!(volume = name, attempt, error = %format!("{e:#}"),
-                        "a file changed while the daemon read it; backing up again");
+                        "a file changed while it was read; backing up again");
                     attempt += 1;
+                }
+                Err(e) if is_cut_stream(&e) => {
+                    break Err(failed(
+                        format!("{e:#} ({ATTEMPTS} attempts)"),
+                        "stop what writes to the volume (--stop-containers), \
+                         or back up when it is quiet",
+                    ));
                 }
                 r => break r,
             }
@@ -446,12 +461,12 @@ async fn backup_one(
     result
 }
 
-/// How often a backup is tried when the daemon's stream is cut short.
+/// How often a backup to a directory is tried when its stream is cut short.
 const ATTEMPTS: u32 = 3;
 
-/// Whether the daemon cut its stream short: the Engine does that when a file
-/// shrinks or disappears between its header and its data, and the next
-/// attempt usually reads a consistent file.
+/// Whether the stream was cut short: the Engine and volsafe-tar do that
+/// when a file shrinks or disappears between its header and its data, and
+/// the next attempt usually reads a consistent file.
 fn is_cut_stream(e: &anyhow::Error) -> bool {
     use crate::archive::tarstream::TarError;
     e.chain().any(|c| {
@@ -730,14 +745,31 @@ async fn from_endpoint(
     // A task of its own, so that it moves bytes while this task waits on
     // the writer; it ends once the reader is gone.
     let pump = tokio::spawn(pump);
-    let work = tokio::task::spawn_blocking(move || reframe(input, out, job).map_err(explain_dest));
+    let work = tokio::task::spawn_blocking(move || {
+        reframe(input, "the daemon", out, job).map_err(explain_dest)
+    });
     let (_, joined) = tokio::join!(pump, work);
     joined.context("the archive writer stopped unexpectedly")?
 }
 
-const UNREADABLE_HINT: &str = "the helper reads the volume as root with no other privilege \
-    (root may be refused on NFS or FUSE); to back it up without such files, through the \
-    Engine's archive endpoint, set VOLSAFE_STREAM=endpoint";
+/// The hint for what volsafe-tar could not read: root refused (NFS with
+/// root_squash, FUSE), or the file system failing.
+fn unreadable_hint(said: &str) -> String {
+    let env = streamer::ENV;
+    if said.contains("Permission denied") || said.contains("Operation not permitted") {
+        format!(
+            "the helper reads the volume as root with no other privilege (root may be \
+             refused on NFS or FUSE); to back it up without such files, through the \
+             Engine's archive endpoint, set {env}=endpoint"
+        )
+    } else {
+        format!(
+            "check the volume's file system (the daemon's log, `dmesg`); {env}=endpoint \
+             reads it through the Engine's archive endpoint, which leaves out what it \
+             cannot read"
+        )
+    }
+}
 
 /// Reads volsafe-tar's stream. What it says when it fails comes first: the
 /// stream it cut short says only that it ended early.
@@ -747,10 +779,20 @@ async fn from_fifo(
     job: NewArchive,
 ) -> Result<Written<()>> {
     let streamer::Streaming { reader, exit } = streaming;
-    let work = tokio::task::spawn_blocking(move || reframe(reader, out, job).map_err(explain_dest));
+    tracing::debug!("reading the streaming helper's FIFO");
+    let work = tokio::task::spawn_blocking(move || {
+        reframe(reader, "the streaming helper", out, job).map_err(explain_dest)
+    });
     let joined = work
         .await
         .context("the archive writer stopped unexpectedly")?;
+    // volsafe's own failure (the destination full, the volume empty) comes
+    // first: the helper's, if any, follows from it.
+    if let Err(e) = &joined {
+        if crate::error::find_user_error(e).is_some() {
+            return joined;
+        }
+    }
     match (exit.ended().await, joined) {
         (streamer::Ended::Done, written) => written,
         (streamer::Ended::Unread, Err(e)) => Err(e),
@@ -764,7 +806,10 @@ async fn from_fifo(
             said,
             "run the backup again, or stop what writes to the volume (--stop-containers)",
         )),
-        (streamer::Ended::Unreadable(said), _) => Err(failed(said, UNREADABLE_HINT)),
+        (streamer::Ended::Unreadable(said), _) => {
+            let hint = unreadable_hint(&said);
+            Err(failed(said, hint))
+        }
         (streamer::Ended::Failed(said), _) => Err(failed(
             said,
             "run the backup again; if it keeps failing, look at the daemon's log",
@@ -786,9 +831,15 @@ fn explain_mount(e: anyhow::Error) -> anyhow::Error {
         .into()
 }
 
-/// Reads the Engine's tar, renames each entry relative to the volume root,
-/// and writes the archive. Runs on a blocking thread.
-fn reframe(input: impl io::Read, out: Output, job: NewArchive) -> Result<Written<()>> {
+/// Reads the volume's tar as the Engine writes it (from `source`: the
+/// daemon or the streaming helper), renames each entry relative to the
+/// volume root, and writes the archive. Runs on a blocking thread.
+fn reframe(
+    input: impl io::Read,
+    source: &str,
+    out: Output,
+    job: NewArchive,
+) -> Result<Written<()>> {
     let settings = job.settings;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
@@ -797,18 +848,18 @@ fn reframe(input: impl io::Read, out: Output, job: NewArchive) -> Result<Written
     let mut tar = TarReader::new(input);
     while let Some(mut entry) = tar
         .next_entry()
-        .context("reading the volume from the daemon")?
+        .with_context(|| format!("reading the volume from {source}"))?
     {
         let Some(path) = names::engine_to_archive(&entry.path) else {
             anyhow::bail!(
-                "the daemon sent an entry outside the volume: {:?}",
+                "{source} sent an entry outside the volume: {:?}",
                 entry.path_lossy()
             );
         };
         let first = tar.entries_read() == 1;
         if first != (path == b"./") || (first && entry.kind != EntryKind::Dir) {
             anyhow::bail!(
-                "the daemon's stream does not start with the volume root ({:?})",
+                "the stream from {source} does not start with the volume root ({:?})",
                 entry.path_lossy()
             );
         }
@@ -823,10 +874,10 @@ fn reframe(input: impl io::Read, out: Output, job: NewArchive) -> Result<Written
         }
         writer
             .append(&entry, &mut EntryData(&mut tar))
-            .with_context(|| format!("reading {:?} from the daemon", entry.path_lossy()))?;
+            .with_context(|| format!("reading {:?} from {source}", entry.path_lossy()))?;
     }
     if tar.entries_read() == 0 {
-        anyhow::bail!("the daemon's stream held no entries");
+        anyhow::bail!("the stream from {source} held no entries");
     }
     if tar.entries_read() == 1 && !settings.allow_empty {
         return Err(failed(

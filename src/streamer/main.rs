@@ -19,7 +19,8 @@
 //! Built by build.rs with std alone and linked statically: the helper image
 //! holds no libc. Exit codes: 0 done, 1 a file or directory could not be
 //! read, 2 usage, 3 OUTPUT cannot be opened (nothing was written), 4 a file
-//! shrank, 5 writing to OUTPUT failed (volsafe stopped reading).
+//! shrank or an entry changed kind while it was read, 5 writing to OUTPUT
+//! failed (volsafe stopped reading).
 
 mod tarstream;
 
@@ -42,40 +43,38 @@ const CAPABILITY: &str = "security.capability";
 /// Writes to the FIFO go out in pieces this large.
 const OUT_BUF: usize = 1 << 20;
 
-// Linux's open(2) flags, which std does not name.
+/// Linux's open(2) flags that std does not name and that differ between
+/// architectures. (build.rs builds volsafe-tar only for 64-bit ones: on
+/// 32-bit glibc, `openat` without `O_LARGEFILE` refuses files of 2 GiB.)
 #[cfg(any(
     target_arch = "aarch64",
     target_arch = "arm",
     target_arch = "powerpc",
     target_arch = "powerpc64"
 ))]
-const O_NOFOLLOW: i32 = 0o100000;
-#[cfg(any(
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "powerpc",
-    target_arch = "powerpc64"
-))]
-const O_DIRECTORY: i32 = 0o40000;
+mod arch {
+    pub const O_NOFOLLOW: i32 = 0o100000;
+    pub const O_DIRECTORY: i32 = 0o40000;
+}
 #[cfg(not(any(
     target_arch = "aarch64",
     target_arch = "arm",
     target_arch = "powerpc",
     target_arch = "powerpc64"
 )))]
-const O_NOFOLLOW: i32 = 0o400000;
-#[cfg(not(any(
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "powerpc",
-    target_arch = "powerpc64"
-)))]
-const O_DIRECTORY: i32 = 0o200000;
+mod arch {
+    pub const O_NOFOLLOW: i32 = 0o400000;
+    pub const O_DIRECTORY: i32 = 0o200000;
+}
+use arch::{O_DIRECTORY, O_NOFOLLOW};
+
 const O_RDONLY: i32 = 0;
 const O_NONBLOCK: i32 = 0o4000;
 const O_CLOEXEC: i32 = 0o2000000;
 const F_GETFL: i32 = 3;
 const F_SETFL: i32 = 4;
+/// `AT_FDCWD`: a path given to an `*at` call is looked up as usual.
+const AT_FDCWD: i32 = -100;
 const ENOTDIR: i32 = 20;
 const EINVAL: i32 = 22;
 const ELOOP: i32 = 40;
@@ -118,9 +117,12 @@ fn main() -> ExitCode {
         tar: TarWriter::new(BufWriter::with_capacity(OUT_BUF, out)),
         links: HashMap::new(),
     };
-    let done = walk
-        .tree(Path::new(root), name.as_bytes())
-        .and_then(|()| walk.tar.finish()?.flush().map_err(Failure::Write));
+    let done = walk.tree(Path::new(root), name.as_bytes()).and_then(|()| {
+        walk.tar
+            .finish()
+            .and_then(|mut out| out.flush())
+            .map_err(Failure::Write)
+    });
     match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Shrank(msg)) => {
@@ -141,16 +143,10 @@ fn main() -> ExitCode {
 enum Failure {
     /// A file or directory that cannot be read; the message names it.
     Read(String),
-    /// A file that ended before its size.
+    /// A file that ended before its size, or an entry that changed kind.
     Shrank(String),
     /// The stream itself (volsafe stopped reading).
     Write(io::Error),
-}
-
-impl From<io::Error> for Failure {
-    fn from(e: io::Error) -> Self {
-        Failure::Write(e)
-    }
 }
 
 struct Walk {
@@ -167,7 +163,7 @@ impl Walk {
             return Err(Failure::Read(format!("{}: not a directory", show(name))));
         }
         let c_root = c_string(root.as_os_str().as_bytes()).map_err(|e| read_error(name, &e))?;
-        let dir = match Dir::open(libc_at_fdcwd(), &c_root, root, &meta) {
+        let dir = match Dir::open(AT_FDCWD, &c_root, &meta) {
             Ok(Some(dir)) => dir,
             Ok(None) => return Err(changed(name)),
             Err(e) => return Err(read_error(name, &e)),
@@ -200,8 +196,7 @@ impl Walk {
             if kind.is_file() {
                 self.append_file(dir, &c_name, entry_of(child_name, &meta))?;
             } else if kind.is_dir() {
-                let path = dir.path.join(child.file_name());
-                let sub = match Dir::open(dir.fd(), &c_name, &path, &meta) {
+                let sub = match Dir::open(dir.fd(), &c_name, &meta) {
                     Ok(Some(sub)) => sub,
                     Ok(None) => return Err(changed(&child_name)),
                     Err(e) if e.kind() == ErrorKind::NotFound => continue,
@@ -351,14 +346,12 @@ struct Dir {
     file: File,
     /// `/proc/self/fd/N`, to list it.
     listing: PathBuf,
-    /// Where it is, for the names of what it holds.
-    path: PathBuf,
 }
 
 impl Dir {
     /// Opens directory `name` of directory `at`, which must still be the
     /// one `expected` describes; `None` when it is not.
-    fn open(at: i32, name: &CString, path: &Path, expected: &Metadata) -> io::Result<Option<Dir>> {
+    fn open(at: i32, name: &CString, expected: &Metadata) -> io::Result<Option<Dir>> {
         let file = open_at(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)?;
         let meta = file.metadata()?;
         if (meta.dev(), meta.ino()) != (expected.dev(), expected.ino()) {
@@ -373,11 +366,7 @@ impl Dir {
                 "no /proc/self/fd to list directories through",
             ));
         }
-        Ok(Some(Dir {
-            file,
-            listing,
-            path: path.to_path_buf(),
-        }))
+        Ok(Some(Dir { file, listing }))
     }
 
     fn fd(&self) -> i32 {
@@ -510,11 +499,6 @@ fn c_string(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))
 }
 
-/// `AT_FDCWD`: a path given to an `*at` call is looked up as usual.
-fn libc_at_fdcwd() -> i32 {
-    -100
-}
-
 /// glibc's `major` and `minor` of a device number.
 fn split_dev(dev: u64) -> (u32, u32) {
     let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
@@ -615,11 +599,9 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), dir.path().join("d")).unwrap();
         let parent = c_string(dir.path().as_os_str().as_bytes()).unwrap();
         let root_meta = fs::symlink_metadata(dir.path()).unwrap();
-        let parent = Dir::open(libc_at_fdcwd(), &parent, dir.path(), &root_meta)
-            .unwrap()
-            .unwrap();
+        let parent = Dir::open(AT_FDCWD, &parent, &root_meta).unwrap().unwrap();
         let name = c_string(b"d").unwrap();
-        let err = Dir::open(parent.fd(), &name, &dir.path().join("d"), &meta)
+        let err = Dir::open(parent.fd(), &name, &meta)
             .err()
             .expect("a symlink is not opened as a directory");
         assert!(swapped(&err), "{err}");

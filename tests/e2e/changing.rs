@@ -95,6 +95,32 @@ fn c05_truncated_during_backup_fails_naming_the_entry() {
     let dest = tempfile::tempdir().unwrap();
     let run = backup_racing(&vol, writer, &key, dest.path());
     assert_clean_failure(&run, "big.bin", dest.path());
+    assert!(run.stderr.contains("backing up again"), "{run}");
+    assert!(run.stderr.contains("hint: stop what writes"), "{run}");
+    assert_no_leftovers(vol.name());
+}
+
+/// C05 with the archive on standard output: what went out cannot be taken
+/// back, so the first cut stream fails the backup (no second archive
+/// appended to the first), saying that the output is incomplete.
+#[test]
+fn c05_truncated_during_backup_to_stdout_fails_at_once() {
+    let vol = Volume::new("c05-stdout");
+    fill(&vol, SPARSE_2G);
+    let writer = "while true; do sleep 0.2; truncate -s 1M /data/big.bin; \
+                  truncate -s 2G /data/big.bin; done";
+    let key = AgeKey::new();
+    let name = start_writer(&vol, writer);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let run = volsafe(&["backup", vol.name(), "--to", "-", "-r", &key.recipient]);
+    docker(&["rm", "-f", &name]);
+    run.assert_fails(1, "big.bin");
+    assert!(
+        run.stderr.contains("standard output is incomplete"),
+        "{run}"
+    );
+    assert!(run.stderr.contains("hint: back up to a directory"), "{run}");
+    assert!(!run.stderr.contains("backing up again"), "{run}");
     assert_no_leftovers(vol.name());
 }
 

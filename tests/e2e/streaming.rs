@@ -13,6 +13,11 @@ use crate::common::{
 };
 use crate::fixtures;
 
+/// What volsafe logs (`-v`) when it reads a streaming helper's FIFO, and
+/// when it turns to the archive endpoint instead.
+const READ_FIFO: &str = "reading the streaming helper's FIFO";
+const FELL_BACK: &str = "reading volumes through the Engine's archive endpoint";
+
 /// `volsafe backup VOLUME --to DEST -v` with `envs` set.
 fn backup_with(volume: &Volume, dest: &Path, key: &AgeKey, envs: &[(&str, &str)]) -> Run {
     let args = [
@@ -76,7 +81,11 @@ fn streaming_helper_writes_the_endpoints_tar() {
 
     let streamed = backup_with(&src, dest.path(), &key, &[("TMPDIR", tmpdir)]);
     streamed.assert_ok();
-    assert!(streamed.stderr.contains("streaming=true"), "{streamed}");
+    // Read from the FIFO, not from the endpoint after a fallback.
+    assert!(
+        streamed.stderr.contains(READ_FIFO) && !streamed.stderr.contains(FELL_BACK),
+        "{streamed}"
+    );
     let endpoint = backup_with(
         &src,
         dest.path(),
@@ -85,6 +94,7 @@ fn streaming_helper_writes_the_endpoints_tar() {
     );
     endpoint.assert_ok();
     assert!(endpoint.stderr.contains("streaming=false"), "{endpoint}");
+    assert!(!endpoint.stderr.contains(READ_FIFO), "{endpoint}");
 
     assert_eq!(tar_digest(&streamed, &key), tar_digest(&endpoint, &key));
     assert!(staging_left(tmp.path()).is_empty());
@@ -126,11 +136,7 @@ fn unseen_temporary_directory_falls_back_to_the_endpoint() {
         .stderr(std::process::Stdio::piped());
     let run = run_volsafe(cmd, &args);
     run.assert_ok();
-    assert!(
-        run.stderr
-            .contains("reading volumes through the Engine's archive endpoint"),
-        "{run}"
-    );
+    assert!(run.stderr.contains(FELL_BACK), "{run}");
     assert!(
         run.stderr.contains("bind source path does not exist"),
         "{run}"
@@ -172,7 +178,7 @@ fn ctrl_c_while_streaming_leaves_nothing() {
     let mut line = String::new();
     while stderr.read_line(&mut line).unwrap() > 0 {
         seen.push_str(&line);
-        if line.contains("streaming=true") {
+        if line.contains(READ_FIFO) {
             std::thread::sleep(std::time::Duration::from_millis(500));
             Command::new("kill").args(["-INT", &pid]).status().unwrap();
             break;
@@ -184,6 +190,10 @@ fn ctrl_c_while_streaming_leaves_nothing() {
     seen.push_str(&rest);
     let status = child.wait().unwrap().code();
     assert_eq!(status, Some(130), "{seen}");
+    assert!(
+        seen.contains(READ_FIFO) && !seen.contains(FELL_BACK),
+        "{seen}"
+    );
     assert_no_leftovers(src.name());
     assert!(staging_left(tmp.path()).is_empty(), "{seen}");
     let finals: Vec<_> = files_under(dest.path())

@@ -4,7 +4,8 @@
 //! Header fields are parsed here rather than with `tar::Header`, whose
 //! base-256 decoding ignores the sign (GNU tar writes a time before 1970 as
 //! a negative base-256 number). Every parser returns an error, never
-//! panics, whatever the bytes.
+//! panics, whatever the bytes. std only: volsafe-tar (`src/streamer`)
+//! builds this file too, with no other crate.
 
 use std::ops::Range;
 

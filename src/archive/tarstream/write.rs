@@ -2,7 +2,8 @@
 //! any entry a ustar header cannot describe exactly, and exactly `size`
 //! bytes of data per file. A writer whose stream went wrong half-way
 //! refuses to go on, so that a short archive cannot be finished as if it
-//! were whole.
+//! were whole. std only: volsafe-tar (`src/streamer`) builds this file
+//! too, with no other crate.
 
 use std::io::{self, Read, Write};
 
