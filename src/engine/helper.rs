@@ -21,7 +21,7 @@ use futures_util::TryStreamExt;
 use super::streamer::{self, Staging};
 use super::{message_of, status_of, Engine};
 use crate::archive::names::MOUNT_DIR;
-use crate::error::failed;
+use crate::error::{failed, usage};
 
 /// volsafe's own helper image, imported on first use.
 pub const HELPER_IMAGE: &str = "volsafe-helper:1";
@@ -39,7 +39,26 @@ pub const LABEL_VOLUME: &str = "io.volsafe.volume";
 pub async fn ensure_image(engine: &Engine, custom: Option<&str>) -> Result<String> {
     if let Some(image) = custom {
         return match engine.docker.inspect_image(image).await {
-            Ok(_) => Ok(image.to_owned()),
+            Ok(info) => {
+                let declared: Vec<String> = info
+                    .config
+                    .and_then(|c| c.volumes)
+                    .map(|v| v.into_iter().collect())
+                    .unwrap_or_default();
+                if declared.is_empty() {
+                    Ok(image.to_owned())
+                } else {
+                    // Each helper would get an empty anonymous volume there:
+                    // under /volume it hides the volume's own files.
+                    Err(usage(
+                        format!(
+                            "helper image {image}: declares volumes ({}), which would hide part of the volume",
+                            declared.join(", ")
+                        ),
+                        "use an image without VOLUME instructions, or leave out --helper-image to use volsafe's own",
+                    ))
+                }
+            }
             Err(e) if status_of(&e) == Some(404) => Err(failed(
                 format!("helper image {image}: not found on daemon {}", engine.name),
                 "volsafe never pulls images: load it first, or leave out --helper-image to use volsafe's own",
@@ -232,7 +251,7 @@ async fn create_container(
         ..Default::default()
     };
     if let (Some(staging), Some(host)) = (staging, body.host_config.as_mut()) {
-        let (entrypoint, cmd) = Staging::command();
+        let (entrypoint, cmd) = staging.command();
         body.entrypoint = Some(entrypoint);
         body.cmd = Some(cmd);
         body.user = Some("0:0".to_owned());
@@ -272,9 +291,11 @@ impl Helper {
 
 /// Force-removes a container, ignoring "already gone".
 pub async fn remove_container(engine: &Engine, id: &str) {
+    // With its anonymous volumes, if an image gave it any; a named volume
+    // is never removed this way.
     let opts = RemoveContainerOptions {
         force: true,
-        v: false,
+        v: true,
         ..Default::default()
     };
     match engine.docker.remove_container(id, Some(opts)).await {

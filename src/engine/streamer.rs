@@ -37,9 +37,14 @@ use crate::archive::names::MOUNT_DIR;
 /// volsafe-tar, statically linked; empty where build.rs could not build it.
 static PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/volsafe-tar"));
 
-/// Where the staging directory is mounted in the helper.
-const STAGE_DIR: &str = "/.volsafe";
+/// Where the staging directory is mounted in the helper:
+/// `/.volsafe-<random>`, a path no image can have prepared (a symlink there
+/// would lead the mount elsewhere, over the volume itself).
+const STAGE_DIR: &str = "/.volsafe-";
 const PROGRAM_NAME: &str = "volsafe-tar";
+/// A file in the staging directory that its run holds locked while it
+/// lives (see [`sweep_once`]).
+const LOCK_NAME: &str = "lock";
 const FIFO_NAME: &str = "stream";
 
 /// Staging directories are named `volsafe-stream-<pid>-<random>`.
@@ -47,34 +52,68 @@ const PREFIX: &str = "volsafe-stream-";
 
 /// Removes, once per process, the staging directories that runs killed
 /// without a chance to clean up (SIGKILL, a crash) left in the temporary
-/// directory: those whose process is gone.
+/// directory: those whose lock nobody holds. A process id alone would not
+/// tell: a run in another PID namespace (volsafe in a container sharing
+/// `/tmp`) looks gone from here.
 fn sweep_once() {
     static SWEPT: std::sync::Once = std::sync::Once::new();
-    SWEPT.call_once(|| {
-        let Ok(listing) = std::fs::read_dir(std::env::temp_dir()) else {
-            return;
+    SWEPT.call_once(|| sweep(&std::env::temp_dir()));
+}
+
+fn sweep(tmp: &std::path::Path) {
+    let Ok(listing) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in listing.flatten() {
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(|n| n.starts_with(PREFIX)) {
+            continue;
+        }
+        let lock = std::fs::File::open(entry.path().join(LOCK_NAME));
+        // A directory without its lock is one whose run died while
+        // making it, or one of a volsafe before the lock: gone when
+        // older than a day.
+        let gone = match lock {
+            Ok(lock) => try_lock(&lock).unwrap_or(false),
+            Err(_) => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(24 * 3600)),
         };
-        for entry in listing.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(PREFIX))
-                .and_then(|rest| rest.split('-').next())
-                .and_then(|pid| pid.parse::<libc::pid_t>().ok())
-            else {
-                continue;
-            };
-            // SAFETY: signal 0 only checks whether the process exists.
-            let gone = unsafe { libc::kill(pid, 0) } != 0
-                && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-            if gone {
-                match std::fs::remove_dir_all(entry.path()) {
-                    Ok(()) => tracing::debug!(dir = %entry.path().display(), "stale staging directory removed"),
-                    Err(e) => tracing::debug!(dir = %entry.path().display(), error = %e, "cannot remove a stale staging directory"),
+        if gone {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => {
+                    tracing::debug!(dir = %entry.path().display(), "stale staging directory removed")
+                }
+                Err(e) => {
+                    tracing::debug!(dir = %entry.path().display(), error = %e, "cannot remove a stale staging directory")
                 }
             }
         }
-    });
+    }
+}
+
+/// Takes `file`'s exclusive lock without waiting: `false` when another
+/// open file holds it.
+fn try_lock(file: &File) -> io::Result<bool> {
+    // SAFETY: flock on an open descriptor.
+    if unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(file),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    } == 0
+    {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
 }
 
 /// The environment variable that turns streaming helpers off.
@@ -84,6 +123,7 @@ pub const ENV: &str = "VOLSAFE_STREAM";
 const EXIT_READ: i64 = 1;
 const EXIT_SHRANK: i64 = 4;
 const EXIT_UNREAD: i64 = 5;
+const EXIT_MISPLACED: i64 = 6;
 
 /// Set once the daemon turned a streaming helper down: the rest of the run
 /// reads through the endpoint.
@@ -106,7 +146,26 @@ pub fn wanted(engine: &Engine) -> bool {
     engine.local
         && !PROGRAM.is_empty()
         && !TURNED_DOWN.load(Ordering::Relaxed)
-        && std::env::var(ENV).as_deref() != Ok("endpoint")
+        && !endpoint_forced()
+}
+
+/// Whether `VOLSAFE_STREAM` asks for the endpoint. A value it does not
+/// know is said once, not silently ignored.
+fn endpoint_forced() -> bool {
+    let Ok(value) = std::env::var(ENV) else {
+        return false;
+    };
+    let value = value.trim().to_ascii_lowercase();
+    if value == "endpoint" {
+        return true;
+    }
+    static SAID: std::sync::Once = std::sync::Once::new();
+    if !value.is_empty() {
+        SAID.call_once(|| {
+            tracing::warn!(value = %value, "{ENV} takes only `endpoint`; streaming helpers stay on")
+        });
+    }
+    false
 }
 
 /// Gives up streaming helpers for the rest of the run.
@@ -124,6 +183,10 @@ pub fn turn_down(why: &str) {
 #[derive(Debug)]
 pub struct Staging {
     dir: tempfile::TempDir,
+    /// Where the helper sees it.
+    target: String,
+    /// Held locked while this run lives.
+    _lock: File,
 }
 
 impl Staging {
@@ -132,7 +195,15 @@ impl Staging {
         sweep_once();
         let dir = tempfile::Builder::new()
             .prefix(&format!("{PREFIX}{}-", std::process::id()))
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()?;
+        // Locked before it takes its name, so that a sweep never finds
+        // it unlocked.
+        let lock = File::create(dir.path().join("lock.new"))?;
+        if !try_lock(&lock)? {
+            return Err(io::Error::other("the staging directory's lock is taken"));
+        }
+        std::fs::rename(dir.path().join("lock.new"), dir.path().join(LOCK_NAME))?;
         let mut program = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -157,7 +228,11 @@ impl Staging {
             dir.path().join(FIFO_NAME),
             std::os::unix::fs::PermissionsExt::from_mode(0o666),
         )?;
-        Ok(Staging { dir })
+        Ok(Staging {
+            dir,
+            target: format!("{STAGE_DIR}{}", super::lease::random_id()),
+            _lock: lock,
+        })
     }
 
     fn fifo(&self) -> PathBuf {
@@ -167,7 +242,7 @@ impl Staging {
     /// The bind mount of the directory into the helper.
     pub fn mount(&self) -> Mount {
         Mount {
-            target: Some(STAGE_DIR.to_owned()),
+            target: Some(self.target.clone()),
             source: Some(self.dir.path().to_string_lossy().into_owned()),
             typ: Some(MountType::BIND),
             read_only: Some(true),
@@ -176,13 +251,14 @@ impl Staging {
     }
 
     /// The helper's entrypoint and arguments.
-    pub fn command() -> (Vec<String>, Vec<String>) {
+    pub fn command(&self) -> (Vec<String>, Vec<String>) {
+        let target = &self.target;
         (
-            vec![format!("{STAGE_DIR}/{PROGRAM_NAME}")],
+            vec![format!("{target}/{PROGRAM_NAME}")],
             vec![
                 format!("/{MOUNT_DIR}"),
                 MOUNT_DIR.to_owned(),
-                format!("{STAGE_DIR}/{FIFO_NAME}"),
+                format!("{target}/{FIFO_NAME}"),
             ],
         )
     }
@@ -286,8 +362,13 @@ pub enum Ended {
     Unreadable(String),
     /// It failed otherwise.
     Failed(String),
+    /// Its end could not be learnt: the daemon stopped answering.
+    Lost(String),
     /// Its stream was not read to the end: volsafe's side failed first.
     Unread,
+    /// It found its own FIFO in the tree: the helper image's layout put the
+    /// staging mount in the volume's place.
+    Misplaced(String),
 }
 
 impl Exiting {
@@ -318,6 +399,13 @@ impl Exiting {
                 .await,
             ),
             Ok(EXIT_UNREAD) => Ended::Unread,
+            Err(e) => Ended::Lost(format!(
+                "docker daemon at {}: lost while the streaming helper ran ({e})",
+                engine.host
+            )),
+            Ok(EXIT_MISPLACED) => Ended::Misplaced(
+                said_or(engine, id, "the helper's /volume is not the volume").await,
+            ),
             other => Ended::Failed(format!(
                 "the streaming helper ended with {}: {}",
                 describe(&other),
@@ -381,6 +469,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_sweep_removes_only_directories_whose_lock_is_free() {
+        let tmp = tempfile::tempdir().unwrap();
+        let make = |name: &str, with_lock: bool| {
+            let dir = tmp.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            with_lock.then(|| File::create(dir.join(LOCK_NAME)).unwrap())
+        };
+        let live = make("volsafe-stream-1-live", true).unwrap();
+        assert!(try_lock(&live).unwrap());
+        drop(make("volsafe-stream-2-dead", true));
+        make("volsafe-stream-3-young", false);
+        make("not-ours", true);
+        sweep(tmp.path());
+        let mut left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "not-ours",
+                "volsafe-stream-1-live",
+                "volsafe-stream-3-young"
+            ]
+        );
+        drop(live);
+    }
+
+    #[test]
     fn only_local_daemons_without_remapped_users_stream() {
         let none: [String; 0] = [];
         assert!(suits("unix:///var/run/docker.sock", &none));
@@ -401,13 +519,32 @@ mod tests {
 
     #[test]
     fn the_helper_runs_volsafe_tar_from_the_staging_mount() {
-        let (entrypoint, cmd) = Staging::command();
-        assert_eq!(entrypoint, ["/.volsafe/volsafe-tar"]);
-        assert_eq!(cmd, ["/volume", "volume", "/.volsafe/stream"]);
         let staging = Staging::new().unwrap();
+        let (entrypoint, cmd) = staging.command();
+        let target = &staging.target;
+        assert!(
+            target.starts_with("/.volsafe-") && target.len() == 26,
+            "{target}"
+        );
+        assert_ne!(target, &Staging::new().unwrap().target);
+        assert_eq!(entrypoint, [format!("{target}/volsafe-tar")]);
+        assert_eq!(
+            cmd,
+            [
+                "/volume".to_owned(),
+                "volume".to_owned(),
+                format!("{target}/stream")
+            ]
+        );
         let mount = staging.mount();
         assert_eq!(mount.read_only, Some(true));
+        assert_eq!(mount.target.as_ref(), Some(target));
         let dir = PathBuf::from(mount.source.unwrap());
+        let mode = std::fs::metadata(&dir).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o7777,
+            0o700
+        );
         let program = std::fs::read(dir.join(PROGRAM_NAME)).unwrap();
         assert_eq!(program, PROGRAM);
         let fifo = std::fs::metadata(dir.join(FIFO_NAME)).unwrap();

@@ -387,7 +387,13 @@ impl Job<'_> {
         for name in hooked {
             let started = std::time::Instant::now();
             if let Err(e) = run_hooks(self.engine, name, hooks::LABEL_POST, &never).await {
-                let e = e.context(format!("volume {name}"));
+                // The lookup's errors name the volume already.
+                let prefix = format!("volume {name}:");
+                let e = if format!("{e:#}").starts_with(&prefix) {
+                    e
+                } else {
+                    e.context(format!("volume {name}"))
+                };
                 self.summary.failed(name, &e, started);
             }
         }
@@ -810,6 +816,16 @@ async fn from_fifo(
             let hint = unreadable_hint(&said);
             Err(failed(said, hint))
         }
+        (streamer::Ended::Misplaced(said), _) => Err(failed(
+            said,
+            "the helper image's layout (a symlink at /volume or on the way to it) moved \
+             the mounts: use an image without one, or leave out --helper-image",
+        )),
+        (streamer::Ended::Lost(said), _) => Err(failed(
+            said,
+            "check that the daemon is running (`docker info`); a later run removes the \
+             helper this one leaves once its lease expires",
+        )),
         (streamer::Ended::Failed(said), _) => Err(failed(
             said,
             "run the backup again; if it keeps failing, look at the daemon's log",

@@ -20,7 +20,8 @@
 //! holds no libc. Exit codes: 0 done, 1 a file or directory could not be
 //! read, 2 usage, 3 OUTPUT cannot be opened (nothing was written), 4 a file
 //! shrank or an entry changed kind while it was read, 5 writing to OUTPUT
-//! failed (volsafe stopped reading).
+//! failed (volsafe stopped reading), 6 OUTPUT is inside the tree (the
+//! image's layout put the staging mount in the volume's place).
 
 mod tarstream;
 
@@ -73,6 +74,7 @@ const O_NONBLOCK: i32 = 0o4000;
 const O_CLOEXEC: i32 = 0o2000000;
 const F_GETFL: i32 = 3;
 const F_SETFL: i32 = 4;
+const RLIMIT_NOFILE: i32 = 7;
 /// `AT_FDCWD`: a path given to an `*at` call is looked up as usual.
 const AT_FDCWD: i32 = -100;
 const ENOTDIR: i32 = 20;
@@ -87,6 +89,8 @@ extern "C" {
     fn readlinkat(dirfd: c_int, path: *const c_char, buf: *mut c_char, size: usize) -> isize;
     fn fgetxattr(fd: c_int, name: *const c_char, value: *mut c_void, size: usize) -> isize;
     fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
+    fn getrlimit(resource: c_int, rlim: *mut [u64; 2]) -> c_int;
+    fn setrlimit(resource: c_int, rlim: *const [u64; 2]) -> c_int;
 }
 
 fn main() -> ExitCode {
@@ -113,9 +117,18 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
+    raise_open_files_limit();
+    let output_id = match out.metadata() {
+        Ok(m) => (m.dev(), m.ino()),
+        Err(e) => {
+            eprintln!("volsafe-tar: {}: {e}", Path::new(output).display());
+            return ExitCode::from(3);
+        }
+    };
     let mut walk = Walk {
         tar: TarWriter::new(BufWriter::with_capacity(OUT_BUF, out)),
         links: HashMap::new(),
+        output_id,
     };
     let done = walk.tree(Path::new(root), name.as_bytes()).and_then(|()| {
         walk.tar
@@ -137,6 +150,25 @@ fn main() -> ExitCode {
             eprintln!("volsafe-tar: writing the stream: {e}");
             ExitCode::from(5)
         }
+        Err(Failure::Misplaced(msg)) => {
+            eprintln!("volsafe-tar: {msg}");
+            ExitCode::from(6)
+        }
+    }
+}
+
+/// The walk holds two descriptors per directory level: a deep tree needs
+/// more than the soft limit that some daemons give containers (1024), and
+/// the hard limit is there to take.
+fn raise_open_files_limit() {
+    let mut limit = [0u64; 2];
+    // SAFETY: `limit` is a `struct rlimit` (two 64-bit values on the
+    // architectures build.rs builds for).
+    unsafe {
+        if getrlimit(RLIMIT_NOFILE, &mut limit) == 0 && limit[0] < limit[1] {
+            limit[0] = limit[1];
+            setrlimit(RLIMIT_NOFILE, &limit);
+        }
     }
 }
 
@@ -147,12 +179,16 @@ enum Failure {
     Shrank(String),
     /// The stream itself (volsafe stopped reading).
     Write(io::Error),
+    /// The tree holds OUTPUT: it is not the volume.
+    Misplaced(String),
 }
 
 struct Walk {
     tar: TarWriter<BufWriter<File>>,
     /// (device, inode) of each file with several links, and its first name.
     links: HashMap<(u64, u64), Vec<u8>>,
+    /// (device, inode) of OUTPUT, which must not be met in the tree.
+    output_id: (u64, u64),
 }
 
 impl Walk {
@@ -192,6 +228,12 @@ impl Walk {
             };
             let c_name =
                 c_string(child.file_name().as_bytes()).map_err(|e| read_error(&child_name, &e))?;
+            if (meta.dev(), meta.ino()) == self.output_id {
+                return Err(Failure::Misplaced(format!(
+                    "{} is the stream itself: the tree is not the volume",
+                    show(&child_name)
+                )));
+            }
             let kind = meta.file_type();
             if kind.is_file() {
                 self.append_file(dir, &c_name, entry_of(child_name, &meta))?;
@@ -525,13 +567,33 @@ mod tests {
     use super::*;
     use crate::archive::tarstream::{EntryKind as Kind, TarReader};
 
+    fn walker(out: &tempfile::NamedTempFile) -> Walk {
+        let meta = out.as_file().metadata().unwrap();
+        Walk {
+            tar: TarWriter::new(BufWriter::new(out.reopen().unwrap())),
+            links: HashMap::new(),
+            output_id: (meta.dev(), meta.ino()),
+        }
+    }
+
+    /// An image whose layout mounts the staging directory in the volume's
+    /// place: the walk meets its own output, and stops.
+    #[test]
+    fn a_tree_that_holds_the_output_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a"), b"data").unwrap();
+        let out = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
+        let mut walk = walker(&out);
+        assert!(matches!(
+            walk.tree(dir.path(), b"volume"),
+            Err(Failure::Misplaced(_))
+        ));
+    }
+
     /// The walk's stream, read back: (name, kind, link) of every entry.
     fn walk(root: &Path) -> Vec<(String, Kind, Option<String>)> {
         let out = tempfile::NamedTempFile::new().unwrap();
-        let mut walk = Walk {
-            tar: TarWriter::new(BufWriter::new(out.reopen().unwrap())),
-            links: HashMap::new(),
-        };
+        let mut walk = walker(&out);
         assert!(walk.tree(root, b"volume").is_ok());
         walk.tar.finish().unwrap().flush().unwrap();
         let mut tar = TarReader::new(File::open(out.path()).unwrap());

@@ -382,6 +382,39 @@ fn helper_image_flag_uses_a_local_image_and_never_pulls() {
     assert_no_leftovers(volume.name());
 }
 
+/// An image that declares a VOLUME would give every helper an empty
+/// anonymous volume there, hiding that part of the volume (and leaving
+/// the anonymous volumes behind): refused before any container exists.
+#[test]
+fn helper_image_with_a_volume_is_refused() {
+    let volume = Volume::new("himg-vol");
+    fill(&volume, "mkdir /v/many && echo x > /v/many/x");
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let image = format!("{}:1", crate::common::unique_name("img-with-volume"));
+    crate::common::sh(&format!(
+        "tar -cf - -T /dev/null | docker import -c 'VOLUME [\"/volume/many\"]' \
+         -c 'LABEL io.volsafe.test=1' - {image} >/dev/null"
+    ));
+    let run = volsafe(&[
+        "backup",
+        volume.name(),
+        "--to",
+        path_str(dest.path()),
+        "-r",
+        &key.recipient,
+        "--helper-image",
+        &image,
+    ]);
+    crate::common::docker(&["rmi", &image]);
+    run.assert_fails(2, "declares volumes (/volume/many)");
+    assert!(
+        run.stderr.contains("hint: use an image without VOLUME"),
+        "{run}"
+    );
+    assert_no_leftovers(volume.name());
+}
+
 /// `--log-format json`: every line on stderr is a JSON object.
 #[test]
 fn log_format_json_writes_json_lines() {
