@@ -82,6 +82,10 @@ fn assert_clean_failure(run: &Run, entry: &str, dest: &Path) {
 /// writer's change lands mid-entry every time (docker cp shows the same).
 const SPARSE_2G: &str = "truncate -s 2G /v/big.bin && echo z > /v/zz-after";
 
+/// Shrinks and regrows SPARSE_2G's file, five times a second.
+const SHRINKING: &str = "while true; do sleep 0.2; truncate -s 1M /data/big.bin; \
+                         truncate -s 2G /data/big.bin; done";
+
 /// C05, truncated: the file shrinks while the Engine reads it, so the
 /// stream ends early (`docker cp` still exits 0 there). That is a failed
 /// backup naming the entry, never a short archive reported as success.
@@ -89,11 +93,9 @@ const SPARSE_2G: &str = "truncate -s 2G /v/big.bin && echo z > /v/zz-after";
 fn c05_truncated_during_backup_fails_naming_the_entry() {
     let vol = Volume::new("c05-trunc");
     fill(&vol, SPARSE_2G);
-    let writer = "while true; do sleep 0.2; truncate -s 1M /data/big.bin; \
-                  truncate -s 2G /data/big.bin; done";
     let key = AgeKey::new();
     let dest = tempfile::tempdir().unwrap();
-    let run = backup_racing(&vol, writer, &key, dest.path());
+    let run = backup_racing(&vol, SHRINKING, &key, dest.path());
     assert_clean_failure(&run, "big.bin", dest.path());
     assert!(run.stderr.contains("backing up again"), "{run}");
     assert!(run.stderr.contains("hint: stop what writes"), "{run}");
@@ -107,10 +109,8 @@ fn c05_truncated_during_backup_fails_naming_the_entry() {
 fn c05_truncated_during_backup_to_stdout_fails_at_once() {
     let vol = Volume::new("c05-stdout");
     fill(&vol, SPARSE_2G);
-    let writer = "while true; do sleep 0.2; truncate -s 1M /data/big.bin; \
-                  truncate -s 2G /data/big.bin; done";
     let key = AgeKey::new();
-    let name = start_writer(&vol, writer);
+    let name = start_writer(&vol, SHRINKING);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let run = volsafe(&["backup", vol.name(), "--to", "-", "-r", &key.recipient]);
     docker(&["rm", "-f", &name]);
