@@ -28,7 +28,10 @@
 #       directory on the Docker host (its Mountpoint) | zstd -T0 -3 | age,
 #       what a backup that skips the Engine's archive endpoint could reach;
 #       runs only where the user running the script can read the
-#       Mountpoint (in practice: as root on the daemon's host).
+#       Mountpoint (in practice: as root on the daemon's host);
+#   (6) the same for restores: age -d | zstd -d | GNU tar -x into a new
+#       volume's Mountpoint on the host, what a restore that skips the
+#       Engine's extraction could reach (same condition).
 #
 # Everything it makes is named vsbench-<pid>-… and removed on every path.
 # Containers get --network none; no image is pulled: the helper images are
@@ -283,6 +286,14 @@ c_host_probe() {
     tar -C "$mountpoint" -cf - . | zstd -T0 -3 -q | age -r "$recipient" >"$work/out/host.tar.zst.age"
 }
 
+c_host_restore_probe() {
+    local v="$prefix-$1-hostnew-$round" mp
+    docker volume create "$v" >/dev/null &&
+        mp=$(docker volume inspect -f '{{.Mountpoint}}' "$v") &&
+        age -d -i "$work/key.txt" "$work/keep/std.tar.zst.age" | zstd -d -q |
+        tar -x -C "$mp" --strip-components=1 --same-owner -p
+}
+
 c_volsafe_restore() {
     volsafe_rss restore -q "$work/keep/vs.tar.zst.age" -i "$work/key.txt" \
         --volume "$prefix-$1-vsnew-$round" --helper-image "$empty_img" >/dev/null || return $?
@@ -312,11 +323,12 @@ reset_after() {
     case "$1" in
         c_volsafe_restore) drop_volume "$prefix-$2-vsnew-$round" ;;
         c_std_restore) drop_volume "$prefix-$2-stdnew-$round" ;;
+        c_host_restore_probe) drop_volume "$prefix-$2-hostnew-$round" ;;
     esac
 }
 
 backups=(c_volsafe_backup c_std_backup c_tar_czf c_tar_cf c_ceiling c_host_probe)
-restores=(c_volsafe_restore c_std_restore)
+restores=(c_volsafe_restore c_std_restore c_host_restore_probe)
 # Last, after every plain restore: it removes the target's files, and
 # restores within minutes of a removal pay for it (see drop_volume).
 replaces=(c_volsafe_replace)
@@ -375,9 +387,9 @@ bench_set() {
     $defer || rm -rf "$work/src"
     mountpoint=$(docker volume inspect -f '{{.Mountpoint}}' "$vol")
     local probe=true
-    if ! [ -r "$mountpoint" ] || ! [ -x "$mountpoint" ]; then
+    if ! [ -r "$mountpoint" ] || ! [ -x "$mountpoint" ] || ! [ -w "$mountpoint" ]; then
         probe=false
-        log "($set) $mountpoint is not readable here: the design probe (5) is skipped"
+        log "($set) $mountpoint is not readable and writable here: the design probes (5) and (6) are skipped"
     fi
     docker create --network none --name "$prefix-$set-ceiling" -v "$vol:/volume:ro" \
         "$empty_img" >/dev/null
@@ -408,7 +420,7 @@ bench_set() {
                 for ((i = ${#list[@]} - 1; i >= 0; i--)); do order+=("${list[i]}"); done
             fi
             for c in "${order[@]}"; do
-                [ "$c" != c_host_probe ] || $probe || continue
+                case "$c" in c_host_probe | c_host_restore_probe) $probe || continue ;; esac
                 # One round on a many-file set: each round removes the
                 # target's files, and on ext4 without a journal every later
                 # round would also pay for the earlier rounds' removals
@@ -503,6 +515,7 @@ names=(
     "c_host_probe|backup|(5) probe: host tar|zstd|age"
     "c_volsafe_restore|restore|(1) volsafe restore, new volume"
     "c_std_restore|restore|(2) age -d|zstd -d|docker cp -"
+    "c_host_restore_probe|restore|(6) probe: age|zstd|host tar x"
     "c_volsafe_replace|restore|(1) volsafe restore --replace"
 )
 for set in a b c; do
