@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{
     assert_no_leftovers, backup, docker, docker_ok, files_under, fill, path_str, volsafe,
-    volsafe_command, AgeKey, Volume,
+    volsafe_command, AgeKey, Run, Volume,
 };
 use crate::fixtures;
 
@@ -356,6 +356,21 @@ fn destination_read_only_names_the_destination() {
     assert_no_leftovers(volume.name());
 }
 
+/// `volsafe backup VOLUME --to DEST -r KEY --helper-image IMAGE`, not
+/// asserted.
+fn backup_with_image(volume: &Volume, dest: &Path, key: &AgeKey, image: &str) -> Run {
+    volsafe(&[
+        "backup",
+        volume.name(),
+        "--to",
+        path_str(dest),
+        "-r",
+        &key.recipient,
+        "--helper-image",
+        image,
+    ])
+}
+
 /// `--helper-image` uses a local image (here one that has a `/volume`-less
 /// root file system of its own) and never pulls a missing one.
 #[test]
@@ -367,18 +382,9 @@ fn helper_image_flag_uses_a_local_image_and_never_pulls() {
     let image = crate::common::test_image();
     backup(volume.name(), dest.path(), &key, &["--helper-image", image]);
     let missing = crate::common::unique_name("no-such-image");
-    volsafe(&[
-        "backup",
-        volume.name(),
-        "--to",
-        path_str(dest.path()),
-        "-r",
-        &key.recipient,
-        "--helper-image",
-        &format!("{missing}:1"),
-    ])
-    .assert_fails(1, "not found")
-    .assert_fails(1, "never pulls");
+    backup_with_image(&volume, dest.path(), &key, &format!("{missing}:1"))
+        .assert_fails(1, "not found")
+        .assert_fails(1, "never pulls");
     assert_no_leftovers(volume.name());
 }
 
@@ -396,16 +402,7 @@ fn helper_image_with_a_volume_is_refused() {
         "tar -cf - -T /dev/null | docker import -c 'VOLUME [\"/volume/many\"]' \
          -c 'LABEL io.volsafe.test=1' - {image} >/dev/null"
     ));
-    let run = volsafe(&[
-        "backup",
-        volume.name(),
-        "--to",
-        path_str(dest.path()),
-        "-r",
-        &key.recipient,
-        "--helper-image",
-        &image,
-    ]);
+    let run = backup_with_image(&volume, dest.path(), &key, &image);
     crate::common::docker(&["rmi", &image]);
     run.assert_fails(2, "declares volumes (/volume/many)");
     assert!(
