@@ -15,8 +15,11 @@ fn main() {
     for source in [
         "src/streamer/main.rs",
         "src/streamer/tarstream.rs",
+        "src/streamer/extract.rs",
         "src/archive/tarstream/entry.rs",
+        "src/archive/tarstream/error.rs",
         "src/archive/tarstream/header.rs",
+        "src/archive/tarstream/read.rs",
         "src/archive/tarstream/write.rs",
     ] {
         println!("cargo:rerun-if-changed={source}");

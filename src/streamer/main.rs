@@ -16,6 +16,9 @@
 //! does. A file that shrinks while it is read ends the stream early (exit
 //! 4), as the endpoint does, so that volsafe reads the volume again.
 //!
+//! With `--extract ROOT NAME INPUT` it works the other way, for a restore:
+//! see `extract.rs`.
+//!
 //! Built by build.rs with std alone and linked statically: the helper image
 //! holds no libc. Exit codes: 0 done, 1 a file or directory could not be
 //! read, 2 usage, 3 OUTPUT cannot be opened (nothing was written), 4 a file
@@ -23,6 +26,7 @@
 //! failed (volsafe stopped reading), 6 OUTPUT is inside the tree (the
 //! image's layout put the staging mount in the volume's place).
 
+mod extract;
 mod tarstream;
 
 use std::collections::HashMap;
@@ -95,8 +99,13 @@ extern "C" {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    if let [_, mode, root, name, input] = &args[..] {
+        if mode == "--extract" {
+            return extract::main(Path::new(root), name.as_bytes(), Path::new(input));
+        }
+    }
     let [_, root, name, output] = &args[..] else {
-        eprintln!("usage: volsafe-tar ROOT NAME OUTPUT");
+        eprintln!("usage: volsafe-tar ROOT NAME OUTPUT\n       volsafe-tar --extract ROOT NAME INPUT");
         return ExitCode::from(2);
     };
     // Without blocking: where no reader has the FIFO open, this is another

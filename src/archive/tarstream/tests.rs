@@ -2,7 +2,7 @@
 //! the writer's behaviour. `strict` pins what the reader refuses,
 //! `formats` what it takes from other tars, `interop` GNU tar itself.
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 
 use super::header::*;
 use super::write::pax_header_name;
