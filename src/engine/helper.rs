@@ -3,9 +3,9 @@
 //! Helpers are created and never started: the archive endpoints work on a
 //! created container and see the volume mounted in it. So the image needs no
 //! binary at all, and volsafe imports its own (one empty directory) instead
-//! of pulling one. The exception, on a daemon on this host, is a read-only
-//! helper that streams: it runs volsafe-tar from a bind mount
-//! ([`super::streamer`]), still from the same image. Every helper mounts its volume with `NoCopy` (so an empty
+//! of pulling one. The exception, on a daemon on this host, is a helper
+//! that streams a backup or a restore: it runs volsafe-tar from a bind
+//! mount ([`super::streamer`]), still from the same image. Every helper mounts its volume with `NoCopy` (so an empty
 //! volume is never filled from the image), has no network, and carries the
 //! labels that tie it to the run that made it.
 
@@ -179,21 +179,36 @@ pub async fn create_for_backup(
     volume: &str,
     owner: &str,
 ) -> Result<Helper> {
+    create_streaming(engine, image, volume, Access::ReadOnly, owner).await
+}
+
+/// Creates a read-write helper that a restore writes the whole volume
+/// through: on a local daemon, one that extracts from a FIFO
+/// ([`super::streamer`]); else a plain one.
+pub async fn create_for_restore(
+    engine: &Engine,
+    image: &str,
+    volume: &str,
+    owner: &str,
+) -> Result<Helper> {
+    create_streaming(engine, image, volume, Access::ReadWrite, owner).await
+}
+
+async fn create_streaming(
+    engine: &Engine,
+    image: &str,
+    volume: &str,
+    access: Access,
+    owner: &str,
+) -> Result<Helper> {
     if streamer::wanted(engine) {
         let staging = tokio::task::spawn_blocking(Staging::new)
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         match staging {
             Ok(staging) => {
-                match create_container(
-                    engine,
-                    image,
-                    volume,
-                    Access::ReadOnly,
-                    owner,
-                    Some(&staging),
-                )
-                .await
+                match create_container(engine, image, volume, access, owner, Some(&staging))
+                    .await
                 {
                     Ok(id) => {
                         return Ok(Helper {
@@ -211,7 +226,7 @@ pub async fn create_for_backup(
             Err(e) => streamer::turn_down(&format!("cannot prepare a streaming helper: {e}")),
         }
     }
-    create(engine, image, volume, Access::ReadOnly, owner).await
+    create(engine, image, volume, access, owner).await
 }
 
 async fn create_container(
@@ -251,7 +266,7 @@ async fn create_container(
         ..Default::default()
     };
     if let (Some(staging), Some(host)) = (staging, body.host_config.as_mut()) {
-        let (entrypoint, cmd) = staging.command();
+        let (entrypoint, cmd) = staging.command(access == Access::ReadWrite);
         body.entrypoint = Some(entrypoint);
         body.cmd = Some(cmd);
         body.user = Some("0:0".to_owned());
@@ -261,9 +276,26 @@ async fn create_container(
             .push(staging.mount());
         host.readonly_rootfs = Some(true);
         host.cap_drop = Some(vec!["ALL".to_owned()]);
-        // Reading every file of the volume whoever owns it, and passing
-        // the staging directory (0700) of a volsafe that is not root.
-        host.cap_add = Some(vec!["DAC_READ_SEARCH".to_owned()]);
+        host.cap_add = Some(match access {
+            // Reading every file of the volume whoever owns it, and
+            // passing the staging directory (0700) of a volsafe that is
+            // not root.
+            Access::ReadOnly => vec!["DAC_READ_SEARCH".to_owned()],
+            // Making entries as the Engine makes them: any owner, mode,
+            // device and capability xattr, inside directories of any
+            // mode (and the staging directory). All are in the set a
+            // default container gets.
+            Access::ReadWrite => [
+                "CHOWN",
+                "DAC_OVERRIDE",
+                "FOWNER",
+                "FSETID",
+                "MKNOD",
+                "SETFCAP",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        });
         host.security_opt = Some(vec!["no-new-privileges".to_owned()]);
     }
     let name = format!("volsafe-helper-{}", super::lease::random_id());

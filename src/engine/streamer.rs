@@ -124,6 +124,8 @@ const EXIT_READ: i64 = 1;
 const EXIT_SHRANK: i64 = 4;
 const EXIT_UNREAD: i64 = 5;
 const EXIT_MISPLACED: i64 = 6;
+/// `--extract`: the stream ended before its end-of-archive marker.
+const EXIT_CUT: i64 = 4;
 
 /// Set once the daemon turned a streaming helper down: the rest of the run
 /// reads through the endpoint.
@@ -250,17 +252,19 @@ impl Staging {
         }
     }
 
-    /// The helper's entrypoint and arguments.
-    pub fn command(&self) -> (Vec<String>, Vec<String>) {
+    /// The helper's entrypoint and arguments: writing the volume into the
+    /// FIFO, or, to restore, extracting what the FIFO brings into it.
+    pub fn command(&self, extract: bool) -> (Vec<String>, Vec<String>) {
         let target = &self.target;
-        (
-            vec![format!("{target}/{PROGRAM_NAME}")],
-            vec![
-                format!("/{MOUNT_DIR}"),
-                MOUNT_DIR.to_owned(),
-                format!("{target}/{FIFO_NAME}"),
-            ],
-        )
+        let mut args = vec![
+            format!("/{MOUNT_DIR}"),
+            MOUNT_DIR.to_owned(),
+            format!("{target}/{FIFO_NAME}"),
+        ];
+        if extract {
+            args.insert(0, "--extract".to_owned());
+        }
+        (vec![format!("{target}/{PROGRAM_NAME}")], args)
     }
 
     /// No health check of the image runs in the helper.
@@ -341,6 +345,81 @@ pub async fn start(
     }))
 }
 
+/// How long a started extracting helper has to open its FIFO. It opens
+/// it first thing; one that does not is on another kernel (a daemon in a
+/// VM that shares the directory).
+const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A started extracting helper: the FIFO's write end, and its exit.
+pub struct Sinking {
+    pub writer: File,
+    pub exit: Exiting,
+}
+
+/// Starts the extracting helper `id` and waits until volsafe-tar has the
+/// FIFO open. `None`: it could not be started, or did not open the FIFO
+/// (the reason is logged, the helper left to the caller to remove, and the
+/// run goes on through the endpoint).
+pub async fn start_sink(engine: &Engine, id: &str, staging: &Staging) -> io::Result<Option<Sinking>> {
+    if let Err(e) = engine
+        .docker
+        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+        .await
+    {
+        let why = message_of(&e);
+        if !why.contains("error while mounting volume") {
+            turn_down(&format!("cannot start a streaming helper: {why}"));
+        }
+        return Ok(None);
+    }
+    let mut exit = exit_of(engine, id);
+    let fifo = staging.fifo();
+    // Opening the write end without blocking fails (ENXIO) until a reader
+    // has it open.
+    let opened = async {
+        loop {
+            match tokio::net::unix::pipe::OpenOptions::new().open_sender(&fifo) {
+                Ok(sender) => return Ok(sender),
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let sender = tokio::select! {
+        biased;
+        sender = opened => sender?,
+        code = exit.next() => {
+            let code = code.unwrap_or(Err("no exit code".to_owned()));
+            let said = said_or(engine, id, "no message").await;
+            turn_down(&format!("the streaming helper stopped before reading ({}): {said}", describe(&code)));
+            return Ok(None);
+        }
+        () = tokio::time::sleep(OPEN_WAIT) => {
+            turn_down("the streaming helper did not open its FIFO: the daemon does not share this kernel");
+            return Ok(None);
+        }
+    };
+    let writer = File::from(sender.into_blocking_fd()?);
+    // SAFETY: F_SETPIPE_SZ on an open pipe descriptor; only an optimisation.
+    unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&writer),
+            libc::F_SETPIPE_SZ,
+            PIPE_SIZE,
+        )
+    };
+    Ok(Some(Sinking {
+        writer,
+        exit: Exiting {
+            exit,
+            engine: engine.clone(),
+            id: id.to_owned(),
+        },
+    }))
+}
+
 fn exit_of(engine: &Engine, id: &str) -> Exit {
     engine
         .transfer
@@ -407,6 +486,49 @@ impl Exiting {
                 said_or(engine, id, "the helper's /volume is not the volume").await,
             ),
             other => Ended::Failed(format!(
+                "the streaming helper ended with {}: {}",
+                describe(&other),
+                said_or(engine, id, "no message").await
+            )),
+        }
+    }
+}
+
+/// How an extracting volsafe-tar ended, once its stream was written.
+pub enum Extracted {
+    Done,
+    /// An entry could not be created; what it said names it.
+    Refused(String),
+    /// Its stream ended before the end-of-archive marker: volsafe's side
+    /// stopped first.
+    Cut,
+    /// It failed otherwise.
+    Failed(String),
+    /// Its end could not be learnt: the daemon stopped answering.
+    Lost(String),
+}
+
+impl Exiting {
+    /// Waits for an extracting volsafe-tar to exit, after its stream was
+    /// written or dropped.
+    pub async fn extracted(mut self) -> Extracted {
+        let code = self
+            .exit
+            .next()
+            .await
+            .unwrap_or(Err("no exit code".to_owned()));
+        let (engine, id) = (&self.engine, self.id.as_str());
+        match code {
+            Ok(0) => Extracted::Done,
+            Ok(EXIT_READ) => Extracted::Refused(
+                said_or(engine, id, "an entry of the archive could not be created").await,
+            ),
+            Ok(EXIT_CUT) => Extracted::Cut,
+            Err(e) => Extracted::Lost(format!(
+                "docker daemon at {}: lost while the streaming helper ran ({e})",
+                engine.host
+            )),
+            other => Extracted::Failed(format!(
                 "the streaming helper ended with {}: {}",
                 describe(&other),
                 said_or(engine, id, "no message").await
@@ -520,7 +642,7 @@ mod tests {
     #[test]
     fn the_helper_runs_volsafe_tar_from_the_staging_mount() {
         let staging = Staging::new().unwrap();
-        let (entrypoint, cmd) = staging.command();
+        let (entrypoint, cmd) = staging.command(false);
         let target = &staging.target;
         assert!(
             target.starts_with("/.volsafe-") && target.len() == 26,
@@ -537,6 +659,15 @@ mod tests {
             ]
         );
         let mount = staging.mount();
+        assert_eq!(
+            staging.command(true).1,
+            [
+                "--extract".to_owned(),
+                "/volume".to_owned(),
+                "volume".to_owned(),
+                format!("{target}/stream")
+            ]
+        );
         assert_eq!(mount.read_only, Some(true));
         assert_eq!(mount.target.as_ref(), Some(target));
         let dir = PathBuf::from(mount.source.unwrap());

@@ -21,9 +21,13 @@ use crate::archive::names::{self, MOUNT_DIR};
 use crate::archive::tarstream::{Entry, EntryKind, TarReader, TarWriter};
 use crate::archive::{walk, ArchiveReader, Summary};
 use crate::engine::helper::{self, Access};
+use crate::engine::streamer;
 use crate::engine::message_of;
 use crate::error::{failed, interrupted};
 use crate::jobs::bridge::{self, ChannelWriter, DEPTH};
+
+/// Writes to an extracting helper's FIFO go out in pieces this large.
+const FIFO_BUF: usize = 1 << 20;
 use crate::progress::Progress;
 use crate::shutdown::Shutdown;
 
@@ -209,7 +213,7 @@ pub async fn extract_whole(
     let size = std::fs::metadata(archive).map(|m| m.len()).ok();
     let progress = Progress::start(ctx.plan.progress, &format!("restore {volume}"), size);
     let (archive, label, counter) = (archive.to_path_buf(), label.to_owned(), progress.counter());
-    let result = upload(ctx, volume, shutdown, move |out| {
+    let result = upload(ctx, volume, shutdown, true, move |out| {
         let reader = open_archive(&archive, &keys, &label, Some(counter))?;
         let mut confine = Confine::default();
         walk(reader, |entry, data| {
@@ -228,48 +232,147 @@ pub async fn extract_whole(
 /// with Docker's defaults).
 pub async fn put_root(ctx: &Ctx<'_>, volume: &str, root: &Entry) -> Result<()> {
     let root = root.clone();
-    upload(ctx, volume, None, move |out| {
+    upload(ctx, volume, None, false, move |out| {
         out.append(&Confine::default().entry(&root)?, &mut io::empty())?;
         Ok(())
     })
     .await
 }
 
-/// Uploads the tar that `produce` writes into `volume`'s helper. The end
-/// marker follows only if `produce` succeeded.
+/// Writes the tar that `produce` writes into `volume`: through an
+/// extracting streaming helper when `stream` and the daemon allows it
+/// ([`streamer`]), else uploaded to a helper through the archive endpoint.
+/// The end marker follows only if `produce` succeeded.
 async fn upload<F, T>(
     ctx: &Ctx<'_>,
+    volume: &str,
+    shutdown: Option<&Shutdown>,
+    stream: bool,
+    produce: F,
+) -> Result<T>
+where
+    F: FnOnce(&mut TarWriter<Sink>) -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (engine, image, owner) = (ctx.engine, ctx.image, &ctx.lease.id);
+    let mut helper = if stream {
+        helper::create_for_restore(engine, image, volume, owner).await?
+    } else {
+        helper::create(engine, image, volume, Access::ReadWrite, owner).await?
+    };
+    if let Some(staging) = &helper.staging {
+        match streamer::start_sink(engine, &helper.id, staging).await {
+            Ok(Some(sinking)) => {
+                let result = to_fifo(volume, shutdown, sinking, produce).await;
+                helper.remove(engine).await;
+                return result;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                streamer::turn_down(&format!("cannot write a streaming helper's FIFO: {e}"))
+            }
+        }
+        // It never read a byte: the volume is as it was.
+        helper.remove(engine).await;
+        helper = helper::create(engine, image, volume, Access::ReadWrite, owner).await?;
+    }
+    let result = to_endpoint(ctx, &helper, volume, shutdown, produce).await;
+    helper.remove(engine).await;
+    result
+}
+
+/// Where the tar goes: the endpoint's upload, or an extracting helper's
+/// FIFO.
+pub enum Sink {
+    Endpoint(ChannelWriter),
+    Fifo(Option<io::BufWriter<File>>),
+}
+
+impl Sink {
+    /// Ends the stream so that the far side fails rather than sees a
+    /// clean end: an error for the endpoint; for the FIFO, closing it
+    /// without the end marker (nor what is still buffered).
+    fn fail(&mut self) {
+        match self {
+            Sink::Endpoint(chan) => chan.fail(io::Error::other("archive rejected")),
+            Sink::Fifo(fifo) => drop(fifo.take().map(io::BufWriter::into_parts)),
+        }
+    }
+
+    fn fifo(&mut self) -> io::Result<&mut io::BufWriter<File>> {
+        match self {
+            Sink::Fifo(Some(fifo)) => Ok(fifo),
+            _ => Err(io::Error::new(io::ErrorKind::BrokenPipe, "the stream was failed on purpose")),
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Endpoint(chan) => chan.write(data),
+            Sink::Fifo(_) => self.fifo()?.write(data),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Endpoint(chan) => chan.flush(),
+            Sink::Fifo(_) => self.fifo()?.flush(),
+        }
+    }
+}
+
+/// Runs `produce` into `sink` on a blocking thread, and ends the stream:
+/// with the end marker if it succeeded, failed if not.
+fn produce_into<F, T>(sink: Sink, produce: F) -> tokio::task::JoinHandle<Result<T>>
+where
+    F: FnOnce(&mut TarWriter<Sink>) -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || -> Result<T> {
+        let mut out = TarWriter::new(sink);
+        match produce(&mut out) {
+            Ok(value) => {
+                let mut sink = out.finish()?;
+                sink.flush()?;
+                Ok(value)
+            }
+            Err(e) => {
+                out.get_mut().fail();
+                Err(e)
+            }
+        }
+    })
+}
+
+/// Waits for `both` (the stream and its far side), or for a signal.
+async fn unless_signalled<O>(
+    shutdown: Option<&Shutdown>,
+    both: impl std::future::Future<Output = O>,
+) -> Result<O> {
+    match shutdown {
+        Some(sd) => tokio::select! {
+            j = both => Ok(j),
+            s = sd.wait() => Err(interrupted(s)),
+        },
+        None => Ok(both.await),
+    }
+}
+
+async fn to_endpoint<F, T>(
+    ctx: &Ctx<'_>,
+    helper: &helper::Helper,
     volume: &str,
     shutdown: Option<&Shutdown>,
     produce: F,
 ) -> Result<T>
 where
-    F: FnOnce(&mut TarWriter<ChannelWriter>) -> Result<T> + Send + 'static,
+    F: FnOnce(&mut TarWriter<Sink>) -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
-    let helper = helper::create(
-        ctx.engine,
-        ctx.image,
-        volume,
-        Access::ReadWrite,
-        &ctx.lease.id,
-    )
-    .await?;
     let (tx, rx) = mpsc::channel(DEPTH);
-    let work = tokio::task::spawn_blocking(move || -> Result<T> {
-        let mut out = TarWriter::new(ChannelWriter::new(tx));
-        match produce(&mut out) {
-            Ok(value) => {
-                let mut chan = out.finish()?;
-                chan.flush()?;
-                Ok(value)
-            }
-            Err(e) => {
-                out.get_mut().fail(io::Error::other("archive rejected"));
-                Err(e)
-            }
-        }
-    });
+    let work = produce_into(Sink::Endpoint(ChannelWriter::new(tx)), produce);
     let body =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
     let opts = UploadToContainerOptions {
@@ -281,16 +384,7 @@ where
         Some(opts),
         bollard::body_try_stream(body),
     );
-    let both = async { tokio::join!(upload, work) };
-    let joined = match shutdown {
-        Some(sd) => tokio::select! {
-            j = both => Ok(j),
-            s = sd.wait() => Err(interrupted(s)),
-        },
-        None => Ok(both.await),
-    };
-    helper.remove(ctx.engine).await;
-    let (uploaded, worked) = joined?;
+    let (uploaded, worked) = unless_signalled(shutdown, async { tokio::join!(upload, work) }).await?;
     let daemon = uploaded.map_err(|e| {
         failed(
             format!(
@@ -308,6 +402,65 @@ where
             Err(d) if is_channel_closed(&e) => Err(d),
             _ => Err(e),
         },
+    }
+}
+
+/// Writes the tar into an extracting helper's FIFO, then learns how the
+/// helper ended. As for the endpoint, the reader's error comes first
+/// unless it only failed because the helper stopped reading.
+async fn to_fifo<F, T>(
+    volume: &str,
+    shutdown: Option<&Shutdown>,
+    sinking: streamer::Sinking,
+    produce: F,
+) -> Result<T>
+where
+    F: FnOnce(&mut TarWriter<Sink>) -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    use streamer::Extracted;
+    tracing::debug!("writing to the streaming helper's FIFO");
+    let streamer::Sinking { writer, exit } = sinking;
+    let fifo = io::BufWriter::with_capacity(FIFO_BUF, writer);
+    let work = produce_into(Sink::Fifo(Some(fifo)), produce);
+    // The helper ends once the stream is closed, so its exit comes second.
+    let both = async {
+        let worked = work.await;
+        (worked, exit.extracted().await)
+    };
+    let (worked, ended) = unless_signalled(shutdown, both).await?;
+    let worked = worked.context("the archive reader stopped unexpectedly")?;
+    let cut = matches!(ended, Extracted::Cut);
+    let env = streamer::ENV;
+    let helper_error = match ended {
+        Extracted::Done => None,
+        // Only an error of the reader's closes the stream early.
+        Extracted::Cut => Some(failed(
+            format!("volume {volume}: the streaming helper's stream ended early"),
+            "run the restore again; if it keeps failing, look at the daemon's log",
+        )),
+        Extracted::Refused(said) => Some(failed(
+            format!("volume {volume}: {said}"),
+            format!(
+                "is the volume's storage full, or does its file system refuse such \
+                 entries? {env}=endpoint restores through the Engine's archive endpoint"
+            ),
+        )),
+        Extracted::Failed(said) => Some(failed(
+            format!("volume {volume}: {said}"),
+            "run the restore again; if it keeps failing, look at the daemon's log",
+        )),
+        Extracted::Lost(said) => Some(failed(
+            said,
+            "check that the daemon is running (`docker info`); a later run removes the \
+             helper this one leaves once its lease expires",
+        )),
+    };
+    match (worked, helper_error) {
+        (Err(e), Some(helper)) if is_channel_closed(&e) && !cut => Err(helper),
+        (Err(e), _) => Err(e),
+        (Ok(_), Some(helper)) => Err(helper),
+        (Ok(value), None) => Ok(value),
     }
 }
 
