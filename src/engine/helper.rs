@@ -207,9 +207,7 @@ async fn create_streaming(
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         match staging {
             Ok(staging) => {
-                match create_container(engine, image, volume, access, owner, Some(&staging))
-                    .await
-                {
+                match create_container(engine, image, volume, access, owner, Some(&staging)).await {
                     Ok(id) => {
                         return Ok(Helper {
                             id,

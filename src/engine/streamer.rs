@@ -360,7 +360,11 @@ pub struct Sinking {
 /// FIFO open. `None`: it could not be started, or did not open the FIFO
 /// (the reason is logged, the helper left to the caller to remove, and the
 /// run goes on through the endpoint).
-pub async fn start_sink(engine: &Engine, id: &str, staging: &Staging) -> io::Result<Option<Sinking>> {
+pub async fn start_sink(
+    engine: &Engine,
+    id: &str,
+    staging: &Staging,
+) -> io::Result<Option<Sinking>> {
     if let Err(e) = engine
         .docker
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)

@@ -70,8 +70,7 @@ extern "C" {
     fn fchmod(fd: c_int, mode: c_uint) -> c_int;
     fn fchmodat(dirfd: c_int, path: *const c_char, mode: c_uint, flags: c_int) -> c_int;
     fn futimens(fd: c_int, times: *const [i64; 4]) -> c_int;
-    fn utimensat(dirfd: c_int, path: *const c_char, times: *const [i64; 4], flags: c_int)
-        -> c_int;
+    fn utimensat(dirfd: c_int, path: *const c_char, times: *const [i64; 4], flags: c_int) -> c_int;
     fn fsetxattr(
         fd: c_int,
         name: *const c_char,
@@ -103,9 +102,8 @@ pub fn main(root: &Path, name: &[u8], input: &Path) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let done = Extract::new(root, name).and_then(|mut x| {
-        x.all(TarReader::new(BufReader::with_capacity(IN_BUF, file)))
-    });
+    let done = Extract::new(root, name)
+        .and_then(|mut x| x.all(TarReader::new(BufReader::with_capacity(IN_BUF, file))));
     match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Create(msg)) => {
@@ -162,7 +160,10 @@ impl Extract {
             let dir = self.dir(&path)?;
             // SAFETY: an open descriptor and a valid `[timespec; 2]`.
             if unsafe { futimens(dir, &times(mtime)) } != 0 {
-                return Err(create_error(&self.shown(&path), &io::Error::last_os_error()));
+                return Err(create_error(
+                    &self.shown(&path),
+                    &io::Error::last_os_error(),
+                ));
             }
         }
         Ok(())
@@ -313,7 +314,13 @@ impl Extract {
         check(unsafe { futimens(fd, &times(entry.mtime)) })
     }
 
-    fn directory(&mut self, at: i32, name: &CString, rel: &[u8], entry: &Entry) -> Result<(), Made> {
+    fn directory(
+        &mut self,
+        at: i32,
+        name: &CString,
+        rel: &[u8],
+        entry: &Entry,
+    ) -> Result<(), Made> {
         // SAFETY: a NUL-terminated name in an open directory.
         let made = unsafe { mkdirat(at, name.as_ptr(), entry.mode & 0o777) };
         if made != 0 {
@@ -404,9 +411,7 @@ impl Extract {
             unsafe { mknodat(at, name.as_ptr(), kind | (entry.mode & 0o777), dev) }
         });
         match made {
-            Err(Made::Io(e)) if kind != S_IFIFO && e.raw_os_error() == Some(EPERM) => {
-                return Ok(())
-            }
+            Err(Made::Io(e)) if kind != S_IFIFO && e.raw_os_error() == Some(EPERM) => return Ok(()),
             other => other?,
         };
         own_at(at, name, entry)?;
@@ -431,9 +436,7 @@ impl Extract {
             let key = c_string(key).map_err(failed)?;
             // SAFETY: a NUL-terminated name, and a value readable for its
             // length.
-            let set = unsafe {
-                fsetxattr(fd, key.as_ptr(), value.as_ptr().cast(), value.len(), 0)
-            };
+            let set = unsafe { fsetxattr(fd, key.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
             if set != 0 {
                 let e = io::Error::last_os_error();
                 // As the Engine: an xattr the file system or the helper's
@@ -555,8 +558,8 @@ fn create_error(path: &[u8], e: &io::Error) -> Failure {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::tarstream::TarWriter;
+    use super::*;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn entry(path: &str, kind: EntryKind, mode: u32, mtime: i64) -> Entry {
@@ -633,7 +636,9 @@ mod tests {
             Path::new("../gone")
         );
         assert_eq!(meta("d/link").mtime(), 300);
-        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&meta("fifo").file_type()));
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+            &meta("fifo").file_type()
+        ));
         assert_eq!(meta("fifo").mode() & 0o7777, 0o640);
         assert_eq!(meta("hard").ino(), meta("d/f").ino());
         assert_eq!(meta("n").permissions().mode() & 0o7777, 0o755);
@@ -698,6 +703,9 @@ mod tests {
     fn device_numbers_join_as_glibc_does() {
         assert_eq!(make_dev(1, 7), 0x0107);
         assert_eq!(make_dev(259, 0x12345), 0x1231_0345);
-        assert_eq!(super::super::split_dev(make_dev(4095, 1 << 19)), (4095, 1 << 19));
+        assert_eq!(
+            super::super::split_dev(make_dev(4095, 1 << 19)),
+            (4095, 1 << 19)
+        );
     }
 }

@@ -105,7 +105,9 @@ fn main() -> ExitCode {
         }
     }
     let [_, root, name, output] = &args[..] else {
-        eprintln!("usage: volsafe-tar ROOT NAME OUTPUT\n       volsafe-tar --extract ROOT NAME INPUT");
+        eprintln!(
+            "usage: volsafe-tar ROOT NAME OUTPUT\n       volsafe-tar --extract ROOT NAME INPUT"
+        );
         return ExitCode::from(2);
     };
     // Without blocking: where no reader has the FIFO open, this is another

@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::{
-    assert_no_leftovers, backup, docker_ok, fill, path_str, scratch_volumes, test_image, volsafe,
-    volsafe_command, AgeKey, Run, ScratchGuard, Volume,
+    assert_no_leftovers, backup, docker_ok, fill, path_str, run_volsafe, scratch_volumes,
+    test_image, volsafe, volsafe_command, AgeKey, Run, ScratchGuard, Volume,
 };
 use crate::fixtures;
 use crate::lifecycle::wait_for;
@@ -424,8 +424,10 @@ fn strip_manifest(archive: &Path) {
     std::fs::write(&sidecar, serde_json::to_vec(&side).unwrap()).unwrap();
 }
 
-/// Mtimes the Engine cannot restore (before 1970, after 2262) are a known
-/// limit: noted, never a failed proof.
+/// Mtimes the Engine cannot restore (before 1970, after 2262): the
+/// extracting helper restores them, and they are compared; through the
+/// archive endpoint they come back as 1970-01-01, which is noted, never a
+/// failed proof.
 #[test]
 fn mtimes_the_engine_cannot_restore_are_noted_not_failed() {
     let source = Volume::new("drillepoch");
@@ -437,16 +439,34 @@ fn mtimes_the_engine_cannot_restore_are_noted_not_failed() {
     let key = AgeKey::new();
     let dest = tempfile::tempdir().unwrap();
     backup(source.name(), dest.path(), &key, &[]);
-    let run = drill(dest.path(), source.name(), &key, &[]);
-    run.assert_ok();
-    let v = only_volume(&run);
-    assert!(
-        v["notes"].as_array().unwrap().iter().any(|n| n
-            .as_str()
+    let notes = |run: &Run| -> Vec<String> {
+        run.assert_ok();
+        only_volume(run)["notes"]
+            .as_array()
             .unwrap()
-            .starts_with("1 entries have an mtime before 1970")),
-        "{run}"
-    );
+            .iter()
+            .map(|n| n.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let clamped = |n: &String| n.starts_with("1 entries have an mtime before 1970");
+
+    let streamed = drill(dest.path(), source.name(), &key, &[]);
+    assert!(!notes(&streamed).iter().any(clamped), "{streamed}");
+
+    let args = [
+        "drill",
+        path_str(dest.path()),
+        "--volume",
+        source.name(),
+        "-i",
+        key.identity(),
+        "--format",
+        "json",
+    ];
+    let mut cmd = volsafe_command(&args);
+    cmd.env("VOLSAFE_STREAM", "endpoint");
+    let endpoint = run_volsafe(cmd, &args);
+    assert!(notes(&endpoint).iter().any(clamped), "{endpoint}");
     assert_clean(source.name());
 }
 

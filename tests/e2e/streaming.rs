@@ -202,3 +202,214 @@ fn ctrl_c_while_streaming_leaves_nothing() {
         .collect();
     assert!(finals.is_empty(), "{finals:?}\n{seen}");
 }
+
+/// What volsafe logs (`-v`) when a restore writes an extracting helper's
+/// FIFO.
+const WRITE_FIFO: &str = "writing to the streaming helper's FIFO";
+
+/// `volsafe restore ARCHIVE --volume TARGET -v` with `envs` set.
+fn restore_with(archive: &Path, target: &str, key: &AgeKey, envs: &[(&str, &str)]) -> Run {
+    let args = [
+        "restore",
+        path_str(archive),
+        "--volume",
+        target,
+        "-i",
+        key.identity(),
+        "-v",
+    ];
+    let mut cmd = volsafe_command(&args);
+    cmd.envs(envs.iter().copied());
+    run_volsafe(cmd, &args)
+}
+
+/// The volume's directory on this host (the tests run as root beside the
+/// daemon).
+fn mountpoint(volume: &Volume) -> std::path::PathBuf {
+    volume.inspect()["Mountpoint"]
+        .as_str()
+        .expect("a Mountpoint")
+        .into()
+}
+
+/// A version-2 file capability: cap_net_bind_service, permitted and
+/// effective.
+const CAPABILITY: [u8; 20] = [
+    0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00,
+];
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let name = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: NUL-terminated strings, a buffer writable for its length.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| {
+        buf.truncate(n as usize);
+        buf
+    })
+}
+
+/// Every kind of entry (the fixtures, hard links to a symlink and a FIFO,
+/// a device, a file capability): a restore through the extracting helper
+/// makes the very volume that the archive endpoint makes.
+#[test]
+fn streaming_restore_makes_the_endpoints_volume() {
+    use std::os::unix::fs::MetadataExt;
+    let src = Volume::new("xstream-src");
+    fill(
+        &src,
+        &format!(
+            "{}\n{}\n{}",
+            fixtures::small_fixture(),
+            fixtures::many_files(300),
+            "ln -s hard /v/hl-sym && ln /v/hl-sym /v/hl-sym2 && mkfifo /v/hl-fifo \
+             && ln /v/hl-fifo /v/hl-fifo2 && mknod /v/dev-null c 1 3 \
+             && mknod /v/dev-loop b 7 200 && chmod 0620 /v/dev-null \
+             && echo cap > /v/with-cap && chmod 0750 /v/with-cap \
+             && touch -d '2020-02-20 20:20:20' /v"
+        ),
+    );
+    let src_dir = mountpoint(&src);
+    let capped = src_dir.join("with-cap");
+    // SAFETY: NUL-terminated strings and a value readable for its length.
+    let set = unsafe {
+        let path = std::ffi::CString::new(capped.to_str().unwrap()).unwrap();
+        libc::setxattr(
+            path.as_ptr(),
+            c"security.capability".as_ptr(),
+            CAPABILITY.as_ptr().cast(),
+            CAPABILITY.len(),
+            0,
+        )
+    };
+    assert_eq!(set, 0, "setxattr: {}", std::io::Error::last_os_error());
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let archive = crate::common::backup(src.name(), dest.path(), &key, &[]);
+
+    let streamed = Volume::reserve("xstream-fifo");
+    let run = restore_with(&archive, streamed.name(), &key, &[]);
+    run.assert_ok();
+    assert!(
+        run.stderr.contains(WRITE_FIFO) && !run.stderr.contains(FELL_BACK),
+        "{run}"
+    );
+    let endpoint = Volume::reserve("xstream-endpoint");
+    let run = restore_with(
+        &archive,
+        endpoint.name(),
+        &key,
+        &[("VOLSAFE_STREAM", "endpoint")],
+    );
+    run.assert_ok();
+    assert!(!run.stderr.contains(WRITE_FIFO), "{run}");
+
+    let want = crate::common::digest(&endpoint);
+    want.assert_same(&crate::common::digest(&streamed), "streamed restore");
+    // And both are the source, but for its socket.
+    crate::common::digest(&src)
+        .without_sockets()
+        .assert_same(&want, "restored volume");
+    // What the digest does not show: device numbers and the capability.
+    let (a, b) = (mountpoint(&streamed), mountpoint(&endpoint));
+    for dev in ["dev-null", "dev-loop"] {
+        let rdev = |dir: &Path| std::fs::symlink_metadata(dir.join(dev)).unwrap().rdev();
+        assert_eq!(rdev(&a), rdev(&src_dir), "{dev}");
+        assert_eq!(rdev(&b), rdev(&src_dir), "{dev}");
+    }
+    let cap = Some(CAPABILITY.to_vec());
+    assert_eq!(xattr(&a.join("with-cap"), "security.capability"), cap);
+    assert_eq!(xattr(&b.join("with-cap"), "security.capability"), cap);
+    assert_no_leftovers(streamed.name());
+    assert_no_leftovers(endpoint.name());
+}
+
+/// A file that does not fit: the restore names it and the cause, with a
+/// hint, exits 1, and leaves the (existing, empty) volume empty again.
+#[test]
+fn streaming_restore_names_the_file_that_did_not_fit() {
+    let src = Volume::new("xstream-big");
+    fill(&src, &fixtures::random_file(3));
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let archive = crate::common::backup(src.name(), dest.path(), &key, &[]);
+    let small = Volume::with_options(
+        "xstream-small",
+        &[],
+        &[("type", "tmpfs"), ("device", "tmpfs"), ("o", "size=1m")],
+    );
+    let run = restore_with(&archive, small.name(), &key, &[]);
+    run.assert_fails(1, "No space left on device");
+    assert!(run.stderr.contains(WRITE_FIFO), "{run}");
+    assert!(run.stderr.contains("\"volume/big.bin\""), "{run}");
+    assert!(run.stderr.contains("hint:"), "{run}");
+    let left = crate::common::digest(&small);
+    assert_eq!(
+        left.len(),
+        1,
+        "the volume holds more than its root: {left:?}"
+    );
+    assert_no_leftovers(small.name());
+}
+
+/// Ctrl-C while the extracting helper writes the volume: exit 130, the
+/// volume this restore created is gone, and no helper or staging
+/// directory is left.
+#[test]
+fn ctrl_c_while_streaming_a_restore_leaves_nothing() {
+    use std::io::{BufRead, Read};
+    let src = Volume::new("xstream-ctrl-c-src");
+    // Seconds of writing: 2 GiB of zeros.
+    fill(&src, "truncate -s 2G /v/big.bin && echo z > /v/zz-after");
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let archive = crate::common::backup(src.name(), dest.path(), &key, &[]);
+    let target = Volume::reserve("xstream-ctrl-c");
+    let tmp = tempfile::tempdir().unwrap();
+    let args = [
+        "restore",
+        path_str(&archive),
+        "--volume",
+        target.name(),
+        "-i",
+        key.identity(),
+        "-v",
+    ];
+    let mut cmd = volsafe_command(&args);
+    cmd.env("TMPDIR", tmp.path());
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id().to_string();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains(WRITE_FIFO) {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            Command::new("kill").args(["-INT", &pid]).status().unwrap();
+            break;
+        }
+        line.clear();
+    }
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    seen.push_str(&rest);
+    let status = child.wait().unwrap().code();
+    assert_eq!(status, Some(130), "{seen}");
+    assert!(
+        !target.exists(),
+        "the half-restored volume is there\n{seen}"
+    );
+    assert_no_leftovers(target.name());
+    assert!(staging_left(tmp.path()).is_empty(), "{seen}");
+}

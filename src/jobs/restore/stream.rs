@@ -21,8 +21,8 @@ use crate::archive::names::{self, MOUNT_DIR};
 use crate::archive::tarstream::{Entry, EntryKind, TarReader, TarWriter};
 use crate::archive::{walk, ArchiveReader, Summary};
 use crate::engine::helper::{self, Access};
-use crate::engine::streamer;
 use crate::engine::message_of;
+use crate::engine::streamer;
 use crate::error::{failed, interrupted};
 use crate::jobs::bridge::{self, ChannelWriter, DEPTH};
 
@@ -268,9 +268,7 @@ where
                 return result;
             }
             Ok(None) => {}
-            Err(e) => {
-                streamer::turn_down(&format!("cannot write a streaming helper's FIFO: {e}"))
-            }
+            Err(e) => streamer::turn_down(&format!("cannot write a streaming helper's FIFO: {e}")),
         }
         // It never read a byte: the volume is as it was.
         helper.remove(engine).await;
@@ -302,7 +300,10 @@ impl Sink {
     fn fifo(&mut self) -> io::Result<&mut io::BufWriter<File>> {
         match self {
             Sink::Fifo(Some(fifo)) => Ok(fifo),
-            _ => Err(io::Error::new(io::ErrorKind::BrokenPipe, "the stream was failed on purpose")),
+            _ => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the stream was failed on purpose",
+            )),
         }
     }
 }
@@ -384,7 +385,8 @@ where
         Some(opts),
         bollard::body_try_stream(body),
     );
-    let (uploaded, worked) = unless_signalled(shutdown, async { tokio::join!(upload, work) }).await?;
+    let (uploaded, worked) =
+        unless_signalled(shutdown, async { tokio::join!(upload, work) }).await?;
     let daemon = uploaded.map_err(|e| {
         failed(
             format!(
