@@ -138,8 +138,8 @@ struct Extract {
 impl Extract {
     fn new(root: &Path, name: &[u8]) -> Result<Extract, Failure> {
         let c_root =
-            c_string(root.as_os_str().as_encoded_bytes()).map_err(|e| create_error(name, &e))?;
-        let root = open_dir(AT_FDCWD, &c_root).map_err(|e| create_error(name, &e))?;
+            c_string(root.as_os_str().as_encoded_bytes()).map_err(|e| create_error(b"./", &e))?;
+        let root = open_dir(AT_FDCWD, &c_root).map_err(|e| create_error(b"./", &e))?;
         Ok(Extract {
             root,
             name: name.to_vec(),
@@ -153,17 +153,18 @@ impl Extract {
         while let Some(entry) = tar.next_entry().map_err(Failure::Stream)? {
             self.entry(&entry, &mut tar)?;
         }
-        // Deepest last set is fine: setting a directory's times does not
-        // touch its parent's.
+        // In stream order: setting a directory's times leaves its
+        // parent's alone.
         let dir_times = std::mem::take(&mut self.dir_times);
         for (path, mtime) in dir_times {
             let dir = self.dir(&path)?;
             // SAFETY: an open descriptor and a valid `[timespec; 2]`.
             if unsafe { futimens(dir, &times(mtime)) } != 0 {
-                return Err(create_error(
-                    &self.shown(&path),
-                    &io::Error::last_os_error(),
-                ));
+                return Err(Failure::Create(format!(
+                    "cannot set the times of {}: {}",
+                    show(&self.shown(&path)),
+                    io::Error::last_os_error()
+                )));
             }
         }
         Ok(())
@@ -194,13 +195,18 @@ impl Extract {
         Ok((!parts.is_empty()).then(|| parts.join(&b'/')))
     }
 
+    /// A path below the root as the archive names it (`./rel`), for
+    /// messages.
     fn shown(&self, rel: &[u8]) -> Vec<u8> {
-        let mut p = self.name.clone();
-        if !rel.is_empty() {
-            p.push(b'/');
-            p.extend_from_slice(rel);
+        [b"./", rel].concat()
+    }
+
+    /// An entry's name in the stream as the archive names it.
+    fn archive_name(&self, path: &[u8]) -> Vec<u8> {
+        match path.strip_prefix(self.name.as_slice()) {
+            Some(rest) => [b".", rest].concat(),
+            None => path.to_vec(),
         }
-        p
     }
 
     fn entry<R: io::Read>(&mut self, entry: &Entry, tar: &mut TarReader<R>) -> Result<(), Failure> {
@@ -221,7 +227,8 @@ impl Extract {
             None => (&rel[..0], &rel[..]),
         };
         let at = self.dir(parent)?;
-        let c_leaf = c_string(leaf).map_err(|e| create_error(&entry.path, &e))?;
+        let c_leaf =
+            c_string(leaf).map_err(|e| create_error(&self.archive_name(&entry.path), &e))?;
         let made = match entry.kind {
             EntryKind::File => self.file(at, &c_leaf, entry, tar),
             EntryKind::Dir => self.directory(at, &c_leaf, &rel, entry),
@@ -232,7 +239,7 @@ impl Extract {
             }
         };
         made.map_err(|e| match e {
-            Made::Io(e) => create_error(&entry.path, &e),
+            Made::Io(e) => create_error(&self.archive_name(&entry.path), &e),
             Made::Failure(f) => f,
         })
     }
@@ -268,7 +275,8 @@ impl Extract {
                 .position(|&b| b == b'/')
                 .map_or(rel.len(), |i| start + i);
             let path = rel[..end].to_vec();
-            let c_name = c_string(&rel[start..end]).map_err(|e| create_error(&path, &e))?;
+            let c_name =
+                c_string(&rel[start..end]).map_err(|e| create_error(&self.shown(&path), &e))?;
             let dir = match open_dir(at, &c_name) {
                 Ok(d) => d,
                 Err(e) if e.raw_os_error() == Some(ENOENT) => {
@@ -427,7 +435,7 @@ impl Extract {
     /// that keeps each: a change of owner clears setuid, setgid and the
     /// capability xattr.
     fn attributes(&self, fd: i32, entry: &Entry) -> Result<(), Failure> {
-        let failed = |e: io::Error| create_error(&entry.path, &e);
+        let failed = |e: io::Error| create_error(&self.archive_name(&entry.path), &e);
         // SAFETY: an open descriptor.
         if unsafe { fchown(fd, entry.uid as c_uint, entry.gid as c_uint) } != 0 {
             return Err(failed(io::Error::last_os_error()));

@@ -146,7 +146,36 @@ fn unseen_temporary_directory_falls_back_to_the_endpoint() {
     let endpoint = backup_with(&src, dest.path(), &key, &[("VOLSAFE_STREAM", "endpoint")]);
     endpoint.assert_ok();
     assert_eq!(tar_digest(&run, &key), tar_digest(&endpoint, &key));
+
+    // A restore there goes through the endpoint too.
+    let target = Volume::reserve("stream-unseen-restore");
+    let archive = run.first_line();
+    let args = [
+        "restore",
+        &archive,
+        "--volume",
+        target.name(),
+        "-i",
+        key.identity(),
+        "-v",
+    ];
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(private.path())
+        .arg(&bin)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let restored = run_volsafe(cmd, &args);
+    restored.assert_ok();
+    assert!(restored.stderr.contains(FELL_BACK), "{restored}");
+    assert!(!restored.stderr.contains(WRITE_FIFO), "{restored}");
+    crate::common::digest(&src)
+        .without_sockets()
+        .assert_same(&crate::common::digest(&target), "restored volume");
     assert_no_leftovers(src.name());
+    assert_no_leftovers(target.name());
 }
 
 /// Ctrl-C while volsafe-tar streams: exit 130, and no helper, staging
@@ -351,7 +380,7 @@ fn streaming_restore_names_the_file_that_did_not_fit() {
     let run = restore_with(&archive, small.name(), &key, &[]);
     run.assert_fails(1, "No space left on device");
     assert!(run.stderr.contains(WRITE_FIFO), "{run}");
-    assert!(run.stderr.contains("\"volume/big.bin\""), "{run}");
+    assert!(run.stderr.contains("\"./big.bin\""), "{run}");
     assert!(run.stderr.contains("hint:"), "{run}");
     let left = crate::common::digest(&small);
     assert_eq!(
