@@ -5,9 +5,10 @@
 //! binary at all, and volsafe imports its own (one empty directory) instead
 //! of pulling one. The exception, on a daemon on this host, is a helper
 //! that streams a backup or a restore: it runs volsafe-tar from a bind
-//! mount ([`super::streamer`]), still from the same image. Every helper mounts its volume with `NoCopy` (so an empty
-//! volume is never filled from the image), has no network, and carries the
-//! labels that tie it to the run that made it.
+//! mount ([`super::streamer`]), still from the same image. Every helper
+//! mounts its volume with `NoCopy` (so an empty volume is never filled
+//! from the image), has no network, and carries the labels that tie it to
+//! the run that made it.
 
 use std::collections::HashMap;
 

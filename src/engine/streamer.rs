@@ -1,4 +1,5 @@
-//! Reading a volume through a started helper, on a daemon on this host.
+//! Reading a volume through a started helper, on a daemon on this host,
+//! and writing one the same way.
 //!
 //! The Engine's archive endpoint sends a volume through three copies: its
 //! `docker-tar` process into a pipe, `dockerd` from that pipe into the HTTP
@@ -7,9 +8,9 @@
 //! this binary), which writes the same tar stream straight into a FIFO that
 //! volsafe reads. It is the same helper, with two more things: a read-only
 //! bind mount of a private temporary directory (volsafe-tar and the FIFO)
-//! at `/.volsafe`, and a command; the container runs as root with no
-//! capability but reading any file (`DAC_READ_SEARCH`), no network and a
-//! read-only root.
+//! at `/.volsafe-<random>`, and a command; the container runs as root with
+//! no capability but reading any file (`DAC_READ_SEARCH`), no network and
+//! a read-only root.
 //!
 //! This needs a daemon that sees volsafe's temporary directory, so only a
 //! daemon on a unix socket is tried, and not one that remaps user ids (its
@@ -19,6 +20,15 @@
 //! goes on that way for the rest of the run (a volume the daemon cannot
 //! mount is that volume's fault, and turns nothing off).
 //! `VOLSAFE_STREAM=endpoint` makes it always do so.
+//!
+//! A restore runs it the other way ([`start_sink`]): a read-write helper
+//! runs `volsafe-tar --extract`, which creates the entries of the tar that
+//! volsafe writes into the FIFO, instead of the Engine's extraction behind
+//! `PUT /archive`. volsafe opens the FIFO's write end only once the helper
+//! has its read end open, so a helper on another kernel is found before a
+//! byte is written. A restore whose helper never opened the FIFO goes on
+//! through the endpoint, with a plain helper, into the same still empty
+//! volume.
 
 use std::fs::File;
 use std::io::{self, Read};

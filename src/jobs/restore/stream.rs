@@ -1,10 +1,13 @@
 //! The streams of a restore: reading and checking an archive, looking into a
-//! volume, and extracting an archive into a volume through a helper.
+//! volume, and extracting an archive into a volume through a helper: a
+//! streaming one that extracts from a FIFO on a local daemon, else through
+//! the Engine's archive endpoint.
 //!
-//! The end-of-archive marker is sent to the daemon only after the whole
-//! archive checked out (age chunks, zstd checksums, tar structure, trailer);
-//! anything else ends the upload with an error, so a damaged archive is
-//! never extracted as if it were complete.
+//! The end-of-archive marker is written only after the whole archive
+//! checked out (age chunks, zstd checksums, tar structure, trailer);
+//! anything else ends the upload with an error, or closes the FIFO
+//! without it, so a damaged archive is never extracted as if it were
+//! complete.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
