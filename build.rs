@@ -16,6 +16,7 @@ fn main() {
         "src/streamer/main.rs",
         "src/streamer/tarstream.rs",
         "src/streamer/extract.rs",
+        "src/streamer/extract/tests.rs",
         "src/archive/tarstream/entry.rs",
         "src/archive/tarstream/error.rs",
         "src/archive/tarstream/header.rs",

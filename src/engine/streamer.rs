@@ -10,7 +10,8 @@
 //! bind mount of a private temporary directory (volsafe-tar and the FIFO)
 //! at `/.volsafe-<random>`, and a command; the container runs as root with
 //! no capability but reading any file (`DAC_READ_SEARCH`), no network and
-//! a read-only root.
+//! a read-only root. (A restore's helper has the capabilities to create
+//! any entry instead: see `helper.rs`.)
 //!
 //! This needs a daemon that sees volsafe's temporary directory, so only a
 //! daemon on a unix socket is tried, and not one that remaps user ids (its
@@ -311,17 +312,7 @@ pub async fn start(
     counter: Arc<AtomicU64>,
 ) -> io::Result<Option<Streaming>> {
     let receiver = tokio::net::unix::pipe::OpenOptions::new().open_receiver(staging.fifo())?;
-    if let Err(e) = engine
-        .docker
-        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
-        .await
-    {
-        let why = message_of(&e);
-        // The daemon mounts the volume at the start: a volume it cannot
-        // mount fails the endpoint too, with the same message.
-        if !why.contains("error while mounting volume") {
-            turn_down(&format!("cannot start a streaming helper: {why}"));
-        }
+    if !start_helper(engine, id).await {
         return Ok(None);
     }
     let mut exit = exit_of(engine, id);
@@ -336,15 +327,7 @@ pub async fn start(
         }
     }
     let file = File::from(receiver.into_blocking_fd()?);
-    // A larger pipe is only an optimisation.
-    // SAFETY: F_SETPIPE_SZ on an open pipe descriptor.
-    unsafe {
-        libc::fcntl(
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            libc::F_SETPIPE_SZ,
-            PIPE_SIZE,
-        )
-    };
+    enlarge_pipe(&file);
     Ok(Some(Streaming {
         reader: Counted { file, counter },
         exit: Exiting {
@@ -375,15 +358,7 @@ pub async fn start_sink(
     id: &str,
     staging: &Staging,
 ) -> io::Result<Option<Sinking>> {
-    if let Err(e) = engine
-        .docker
-        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
-        .await
-    {
-        let why = message_of(&e);
-        if !why.contains("error while mounting volume") {
-            turn_down(&format!("cannot start a streaming helper: {why}"));
-        }
+    if !start_helper(engine, id).await {
         return Ok(None);
     }
     let mut exit = exit_of(engine, id);
@@ -416,14 +391,7 @@ pub async fn start_sink(
         }
     };
     let writer = File::from(sender.into_blocking_fd()?);
-    // SAFETY: F_SETPIPE_SZ on an open pipe descriptor; only an optimisation.
-    unsafe {
-        libc::fcntl(
-            std::os::fd::AsRawFd::as_raw_fd(&writer),
-            libc::F_SETPIPE_SZ,
-            PIPE_SIZE,
-        )
-    };
+    enlarge_pipe(&writer);
     Ok(Some(Sinking {
         writer,
         exit: Exiting {
@@ -432,6 +400,38 @@ pub async fn start_sink(
             id: id.to_owned(),
         },
     }))
+}
+
+/// Starts a streaming helper; `false` (and the reason logged) when the
+/// daemon would not.
+async fn start_helper(engine: &Engine, id: &str) -> bool {
+    let Err(e) = engine
+        .docker
+        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+        .await
+    else {
+        return true;
+    };
+    let why = message_of(&e);
+    // The daemon mounts the volume at the start: a volume it cannot mount
+    // fails the endpoint too, with the same message.
+    if !why.contains("error while mounting volume") {
+        turn_down(&format!("cannot start a streaming helper: {why}"));
+    }
+    false
+}
+
+/// A larger pipe buffer: fewer wake-ups of either side. Only an
+/// optimisation, so a refusal is ignored.
+fn enlarge_pipe(pipe: &File) {
+    // SAFETY: F_SETPIPE_SZ on an open pipe descriptor.
+    unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(pipe),
+            libc::F_SETPIPE_SZ,
+            PIPE_SIZE,
+        )
+    };
 }
 
 fn exit_of(engine: &Engine, id: &str) -> Exit {
@@ -510,12 +510,14 @@ impl Exiting {
 
 /// How an extracting volsafe-tar ended, once its stream was written.
 pub enum Extracted {
-    Done,
+    /// With what it left out, one line each (an xattr the file system
+    /// refused, a device in a user namespace).
+    Done(Vec<String>),
     /// An entry could not be created; what it said names it.
     Refused(String),
-    /// Its stream ended before the end-of-archive marker: volsafe's side
-    /// stopped first.
-    Cut,
+    /// Its stream ended before the end-of-archive marker, or was not tar:
+    /// what it said.
+    Cut(String),
     /// It failed otherwise.
     Failed(String),
     /// Its end could not be learnt: the daemon stopped answering.
@@ -533,11 +535,13 @@ impl Exiting {
             .unwrap_or(Err("no exit code".to_owned()));
         let (engine, id) = (&self.engine, self.id.as_str());
         match code {
-            Ok(0) => Extracted::Done,
+            Ok(0) => Extracted::Done(log_lines(engine, id, "all").await),
             Ok(EXIT_READ) => Extracted::Refused(
                 said_or(engine, id, "an entry of the archive could not be created").await,
             ),
-            Ok(EXIT_CUT) => Extracted::Cut,
+            Ok(EXIT_CUT) => Extracted::Cut(
+                said_or(engine, id, "its stream ended before the end of the archive").await,
+            ),
             Err(e) => Extracted::Lost(format!(
                 "docker daemon at {}: lost while the streaming helper ran ({e})",
                 engine.host
@@ -569,21 +573,30 @@ async fn said_or(engine: &Engine, id: &str, meaning: &str) -> String {
 /// The last line volsafe-tar wrote to its standard error, if the daemon
 /// gives it back.
 async fn last_words(engine: &Engine, id: &str) -> Option<String> {
+    log_lines(engine, id, "1").await.pop()
+}
+
+/// The last `tail` lines (`all`: every line) volsafe-tar wrote, without
+/// its name; none where the daemon does not give its log back.
+async fn log_lines(engine: &Engine, id: &str, tail: &str) -> Vec<String> {
     let options = LogsOptions {
         stderr: true,
         stdout: true,
-        tail: "1".to_owned(),
+        tail: tail.to_owned(),
         ..Default::default()
     };
-    let lines: Vec<_> = engine.docker.logs(id, Some(options)).collect().await;
-    let text: String = lines
+    let chunks: Vec<_> = engine.docker.logs(id, Some(options)).collect().await;
+    let text: String = chunks
         .into_iter()
         .filter_map(Result::ok)
         .map(|l| String::from_utf8_lossy(&l.into_bytes()).into_owned())
         .collect();
-    let text = text.trim();
-    let text = text.strip_prefix("volsafe-tar: ").unwrap_or(text);
-    (!text.is_empty()).then(|| crate::check::secrets::scrub(text))
+    text.lines()
+        .map(str::trim)
+        .map(|line| line.strip_prefix("volsafe-tar: ").unwrap_or(line))
+        .filter(|line| !line.is_empty())
+        .map(crate::check::secrets::scrub)
+        .collect()
 }
 
 /// The FIFO's read end, counting bytes for the progress display.

@@ -27,7 +27,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, BufReader, ErrorKind, Write};
+use std::io::{self, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::raw::{c_char, c_int, c_uint, c_void};
 use std::path::Path;
@@ -35,12 +35,13 @@ use std::process::ExitCode;
 
 use super::arch::{O_DIRECTORY, O_NOFOLLOW};
 use super::tarstream::{Entry, EntryKind, TarError, TarReader};
-use super::{c_string, openat, show, swapped, AT_FDCWD, ENOTSUP, O_CLOEXEC, O_RDONLY};
+use super::{c_string, openat, show, swapped, AT_FDCWD, ENOTSUP, O_CLOEXEC, O_NONBLOCK, O_RDONLY};
 
 const O_WRONLY: i32 = 1;
 const O_CREAT: i32 = 0o100;
 const O_EXCL: i32 = 0o200;
 const AT_SYMLINK_NOFOLLOW: i32 = 0x100;
+const AT_REMOVEDIR: i32 = 0x200;
 const S_IFIFO: u32 = 0o010000;
 const S_IFCHR: u32 = 0o020000;
 const S_IFBLK: u32 = 0o060000;
@@ -48,6 +49,8 @@ const EPERM: i32 = 1;
 const ENOENT: i32 = 2;
 const EEXIST: i32 = 17;
 const EISDIR: i32 = 21;
+/// The same on every architecture build.rs builds for.
+const O_PATH: i32 = 0o10000000;
 
 /// Reads from the FIFO go in pieces this large.
 const IN_BUF: usize = 1 << 20;
@@ -92,7 +95,7 @@ enum Failure {
 
 pub fn main(root: &Path, name: &[u8], input: &Path) -> ExitCode {
     // Modes are given exactly, not through the helper's umask.
-    // SAFETY: umask has no failure.
+    // SAFETY: umask only sets the process's mask and returns the old one.
     unsafe { umask(0) };
     super::raise_open_files_limit();
     let file = match File::open(input) {
@@ -137,9 +140,11 @@ struct Extract {
 
 impl Extract {
     fn new(root: &Path, name: &[u8]) -> Result<Extract, Failure> {
-        let c_root =
-            c_string(root.as_os_str().as_encoded_bytes()).map_err(|e| create_error(b"./", &e))?;
-        let root = open_dir(AT_FDCWD, &c_root).map_err(|e| create_error(b"./", &e))?;
+        let unopened = |e: io::Error| {
+            Failure::Create(format!("cannot open the volume at {}: {e}", root.display()))
+        };
+        let c_root = c_string(root.as_os_str().as_encoded_bytes()).map_err(unopened)?;
+        let root = open_dir(AT_FDCWD, &c_root).map_err(unopened)?;
         Ok(Extract {
             root,
             name: name.to_vec(),
@@ -157,7 +162,12 @@ impl Extract {
         // parent's alone.
         let dir_times = std::mem::take(&mut self.dir_times);
         for (path, mtime) in dir_times {
-            let dir = self.dir(&path)?;
+            let dir = match self.reach(&path, false) {
+                Ok(dir) => dir,
+                // Replaced since by a later entry of its name.
+                Err((_, e)) if e.raw_os_error() == Some(ENOENT) || swapped(&e) => continue,
+                Err((failed, e)) => return Err(create_error(&self.shown(&failed), &e)),
+            };
             // SAFETY: an open descriptor and a valid `[timespec; 2]`.
             if unsafe { futimens(dir, &times(mtime)) } != 0 {
                 return Err(Failure::Create(format!(
@@ -214,7 +224,7 @@ impl Extract {
             if entry.kind != EntryKind::Dir {
                 return Err(Failure::Create(format!(
                     "{} is the volume's root and not a directory",
-                    show(&entry.path)
+                    show(&self.archive_name(&entry.path))
                 )));
             }
             let root = self.root.as_raw_fd();
@@ -226,7 +236,7 @@ impl Extract {
             Some(i) => (&rel[..i], &rel[i + 1..]),
             None => (&rel[..0], &rel[..]),
         };
-        let at = self.dir(parent)?;
+        let at = self.dir(parent, true)?;
         let c_leaf =
             c_string(leaf).map_err(|e| create_error(&self.archive_name(&entry.path), &e))?;
         let made = match entry.kind {
@@ -245,10 +255,16 @@ impl Extract {
     }
 
     /// The descriptor of directory `rel` below the root (`""`: the root),
-    /// opened one name at a time without following symlinks; a directory
-    /// the stream did not create first is made (0755, root's), as the
-    /// Engine does.
-    fn dir(&mut self, rel: &[u8]) -> Result<i32, Failure> {
+    /// opened one name at a time without following symlinks; with
+    /// `create`, a directory the stream did not create first is made (0755,
+    /// root's), as the Engine does.
+    fn dir(&mut self, rel: &[u8], create: bool) -> Result<i32, Failure> {
+        self.reach(rel, create)
+            .map_err(|(path, e)| create_error(&self.shown(&path), &e))
+    }
+
+    /// As [`Extract::dir`]; the error names the directory that failed.
+    fn reach(&mut self, rel: &[u8], create: bool) -> Result<i32, (Vec<u8>, io::Error)> {
         if rel.is_empty() {
             self.open.clear();
             return Ok(self.root.as_raw_fd());
@@ -266,8 +282,7 @@ impl Extract {
             .open
             .last()
             .map_or(self.root.as_raw_fd(), |o| o.dir.as_raw_fd());
-        let done = self.open.last().map_or(0, |o| o.path.len());
-        let mut end = done;
+        let mut end = self.open.last().map_or(0, |o| o.path.len());
         while end < rel.len() {
             let start = if end == 0 { 0 } else { end + 1 };
             end = rel[start..]
@@ -275,19 +290,21 @@ impl Extract {
                 .position(|&b| b == b'/')
                 .map_or(rel.len(), |i| start + i);
             let path = rel[..end].to_vec();
-            let c_name =
-                c_string(&rel[start..end]).map_err(|e| create_error(&self.shown(&path), &e))?;
-            let dir = match open_dir(at, &c_name) {
-                Ok(d) => d,
-                Err(e) if e.raw_os_error() == Some(ENOENT) => {
-                    // SAFETY: a NUL-terminated name in an open directory.
-                    if unsafe { mkdirat(at, c_name.as_ptr(), 0o755) } != 0 {
-                        let e = io::Error::last_os_error();
-                        return Err(create_error(&self.shown(&path), &e));
+            let opened = c_string(&rel[start..end]).and_then(|c_name| {
+                match open_dir(at, &c_name) {
+                    Err(e) if create && e.raw_os_error() == Some(ENOENT) => {
+                        // SAFETY: a NUL-terminated name in an open directory.
+                        if unsafe { mkdirat(at, c_name.as_ptr(), 0o755) } != 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                        open_dir(at, &c_name)
                     }
-                    open_dir(at, &c_name).map_err(|e| create_error(&self.shown(&path), &e))?
+                    other => other,
                 }
-                Err(e) => return Err(create_error(&self.shown(&path), &e)),
+            });
+            let dir = match opened {
+                Ok(dir) => dir,
+                Err(e) => return Err((path, e)),
             };
             at = dir.as_raw_fd();
             self.open.push(Open { path, dir });
@@ -388,26 +405,39 @@ impl Extract {
         let c_target = c_string(leaf).map_err(Made::Io)?;
         // The target's directory is opened apart from `at`, which the
         // directory cache may drop: hold `at`'s own descriptor meanwhile.
-        let here = dup_dir(at).map_err(Made::Io)?;
-        let from = self.dir(parent).map_err(Made::Failure)?;
-        let here = here.as_raw_fd();
+        let here_dir = dup_dir(at).map_err(Made::Io)?;
+        let here = here_dir.as_raw_fd();
+        let from = self.dir(parent, false).map_err(Made::Failure)?;
         retry_if_taken(here, name, || {
             // SAFETY: NUL-terminated names in open directories; a symlink
             // is linked itself, not followed.
             unsafe { linkat(from, c_target.as_ptr(), here, name.as_ptr(), 0) }
         })?;
-        own_at(here, name, entry)?;
-        // The owner's change cleared setuid and setgid: the mode again,
-        // unless it is a symlink's (glibc refuses those, not following).
-        // SAFETY: as above.
-        match check(unsafe { fchmodat(here, name.as_ptr(), entry.mode, AT_SYMLINK_NOFOLLOW) }) {
-            Err(Made::Io(e)) if e.raw_os_error() == Some(ENOTSUP) => Ok(()),
-            other => other,
+        // The owner's change clears setuid, setgid and the capability: the
+        // header's are set again after it, as for the first name.
+        let kind = super::open_at(here, name, O_PATH | O_NOFOLLOW | O_CLOEXEC)?
+            .metadata()?
+            .file_type();
+        if kind.is_file() {
+            let file = super::open_at(here, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)?;
+            self.attributes(file.as_raw_fd(), entry)
+                .map_err(Made::Failure)?;
+            // The header's mode even without special bits, as the Engine.
+            // SAFETY: an open descriptor.
+            check(unsafe { fchmod(file.as_raw_fd(), entry.mode) })
+        } else if kind.is_symlink() {
+            own_at(here, name, entry)
+        } else {
+            own_at(here, name, entry)?;
+            // SAFETY: a NUL-terminated name in an open directory, just
+            // seen not to be a symlink.
+            check(unsafe { fchmodat(here, name.as_ptr(), entry.mode, 0) })
         }
     }
 
-    /// A FIFO or a device. A device the kernel refuses to make (in a user
-    /// namespace) is left out, as the Engine leaves it out.
+    /// A FIFO or a device. A device the kernel refuses to make in a user
+    /// namespace (rootless Docker) is left out, as the Engine leaves it
+    /// out, and said.
     fn node(&mut self, at: i32, name: &CString, entry: &Entry) -> Result<(), Made> {
         let (kind, dev) = match entry.kind {
             EntryKind::Fifo => (S_IFIFO, 0),
@@ -419,7 +449,15 @@ impl Extract {
             unsafe { mknodat(at, name.as_ptr(), kind | (entry.mode & 0o777), dev) }
         });
         match made {
-            Err(Made::Io(e)) if kind != S_IFIFO && e.raw_os_error() == Some(EPERM) => return Ok(()),
+            Err(Made::Io(e))
+                if kind != S_IFIFO && e.raw_os_error() == Some(EPERM) && in_user_namespace() =>
+            {
+                left_out(
+                    &self.archive_name(&entry.path),
+                    "a device, in a user namespace",
+                );
+                return Ok(());
+            }
             other => other?,
         };
         own_at(at, name, entry)?;
@@ -448,10 +486,14 @@ impl Extract {
             if set != 0 {
                 let e = io::Error::last_os_error();
                 // As the Engine: an xattr the file system or the helper's
-                // privileges refuse is left out.
+                // privileges refuse is left out, and said.
                 if !matches!(e.raw_os_error(), Some(ENOTSUP) | Some(EPERM)) {
                     return Err(failed(e));
                 }
+                left_out(
+                    &self.archive_name(&entry.path),
+                    &format!("its xattr {}: {e}", String::from_utf8_lossy(key.as_bytes())),
+                );
             }
         }
         let created = entry.mode & 0o777;
@@ -479,9 +521,9 @@ impl From<io::Error> for Made {
 }
 
 /// Runs `make` (which returns a descriptor or 0, or -1 with errno set);
-/// where the name is taken by something that is not a directory (a
-/// duplicate entry), removes it and runs `make` once more, as the Engine
-/// replaces what is in the way.
+/// where the name is taken (a tar with an entry twice), removes what is
+/// there and runs `make` once more, as the Engine replaces what is in the
+/// way.
 fn retry_if_taken(at: i32, name: &CString, mut make: impl FnMut() -> c_int) -> Result<c_int, Made> {
     let made = make();
     if made >= 0 {
@@ -499,7 +541,8 @@ fn retry_if_taken(at: i32, name: &CString, mut make: impl FnMut() -> c_int) -> R
     Ok(made)
 }
 
-/// Removes a non-directory; a directory in the way is an error.
+/// Removes what is at `name`: a directory with all it holds, as the Engine
+/// removes it.
 fn unlink(at: i32, name: &CString) -> Result<(), Made> {
     // SAFETY: a NUL-terminated name in an open directory.
     if unsafe { unlinkat(at, name.as_ptr(), 0) } == 0 {
@@ -507,12 +550,34 @@ fn unlink(at: i32, name: &CString) -> Result<(), Made> {
     }
     let e = io::Error::last_os_error();
     if e.raw_os_error() == Some(EISDIR) {
-        return Err(Made::Io(io::Error::new(
-            ErrorKind::AlreadyExists,
-            "a directory of that name is already there",
-        )));
+        return remove_tree(at, name).map_err(Made::Io);
     }
     Err(Made::Io(e))
+}
+
+/// Removes directory `name` of `at` and everything under it, each entry
+/// from its directory held open.
+fn remove_tree(at: i32, name: &CString) -> io::Result<()> {
+    let dir = open_dir(at, name)?;
+    let listing = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    for child in std::fs::read_dir(listing)? {
+        let child = child?;
+        let c_child = c_string(std::os::unix::ffi::OsStrExt::as_bytes(
+            child.file_name().as_os_str(),
+        ))?;
+        if child.file_type()?.is_dir() {
+            remove_tree(dir.as_raw_fd(), &c_child)?;
+        // SAFETY: a NUL-terminated name in an open directory.
+        } else if unsafe { unlinkat(dir.as_raw_fd(), c_child.as_ptr(), 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    drop(dir);
+    // SAFETY: as above.
+    if unsafe { unlinkat(at, name.as_ptr(), AT_REMOVEDIR) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The owner of a name that may be a symlink, not what it points to.
@@ -546,6 +611,19 @@ fn dup_dir(at: i32) -> io::Result<File> {
     open_dir(at, &c_string(b".")?)
 }
 
+/// Says on standard error (which volsafe shows as a warning) that part of
+/// an entry was left out.
+fn left_out(name: &[u8], what: &str) {
+    eprintln!("volsafe-tar: left out {what} of {}", show(name));
+}
+
+/// Whether this process runs in a user namespace: its uid map is not the
+/// whole range onto itself.
+fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|map| map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+}
+
 /// atime and mtime both set to `mtime`, whole seconds.
 fn times(mtime: i64) -> [i64; 4] {
     [mtime, 0, mtime, 0]
@@ -565,155 +643,4 @@ fn create_error(path: &[u8], e: &io::Error) -> Failure {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::tarstream::TarWriter;
-    use super::*;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-
-    fn entry(path: &str, kind: EntryKind, mode: u32, mtime: i64) -> Entry {
-        Entry {
-            path: path.as_bytes().to_vec(),
-            kind,
-            mode,
-            // SAFETY: neither call can fail.
-            uid: u64::from(unsafe { libc::geteuid() }),
-            gid: u64::from(unsafe { libc::getegid() }),
-            uname: Vec::new(),
-            gname: Vec::new(),
-            mtime,
-            size: 0,
-            link: None,
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: Vec::new(),
-        }
-    }
-
-    /// The tar of `entries` (files hold `data`).
-    fn tar_of(entries: &[Entry], data: &[u8], end: bool) -> Vec<u8> {
-        let mut out = TarWriter::new(Vec::new());
-        for e in entries {
-            let mut e = e.clone();
-            if e.kind == EntryKind::File {
-                e.size = data.len() as u64;
-            }
-            out.append(&e, &mut &data[..]).unwrap();
-        }
-        if end {
-            out.finish().unwrap()
-        } else {
-            std::mem::take(out.get_mut())
-        }
-    }
-
-    fn extract(root: &Path, tar: &[u8]) -> Result<(), Failure> {
-        let mut x = Extract::new(root, b"volume")?;
-        x.all(TarReader::new(tar))
-    }
-
-    #[test]
-    fn makes_each_kind_with_its_mode_and_times() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let mut link = entry("volume/d/link", EntryKind::Symlink, 0o777, 300);
-        link.link = Some(b"../gone".to_vec());
-        let mut hard = entry("volume/hard", EntryKind::HardLink, 0o4755, 0);
-        hard.link = Some(b"volume/d/f".to_vec());
-        let entries = [
-            entry("volume/", EntryKind::Dir, 0o750, 100),
-            entry("volume/d/", EntryKind::Dir, 0o2705, 200),
-            entry("volume/d/f", EntryKind::File, 0o4755, 400),
-            link,
-            entry("volume/fifo", EntryKind::Fifo, 0o640, 500),
-            hard,
-            // No entry of its own for `n/`: made on the way.
-            entry("volume/n/old", EntryKind::File, 0o600, -86_400),
-        ];
-        extract(root, &tar_of(&entries, b"data", true)).unwrap();
-
-        let meta = |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap();
-        assert_eq!(meta("").mode() & 0o7777, 0o750);
-        assert_eq!(meta("").mtime(), 100);
-        assert_eq!(meta("d").mode() & 0o7777, 0o2705);
-        assert_eq!(meta("d").mtime(), 200);
-        assert_eq!(meta("d/f").mode() & 0o7777, 0o4755);
-        assert_eq!(meta("d/f").mtime(), 400);
-        assert_eq!(std::fs::read(root.join("d/f")).unwrap(), b"data");
-        assert_eq!(
-            std::fs::read_link(root.join("d/link")).unwrap(),
-            Path::new("../gone")
-        );
-        assert_eq!(meta("d/link").mtime(), 300);
-        assert!(std::os::unix::fs::FileTypeExt::is_fifo(
-            &meta("fifo").file_type()
-        ));
-        assert_eq!(meta("fifo").mode() & 0o7777, 0o640);
-        assert_eq!(meta("hard").ino(), meta("d/f").ino());
-        assert_eq!(meta("n").permissions().mode() & 0o7777, 0o755);
-        assert_eq!(meta("n/old").mtime(), -86_400);
-    }
-
-    /// Without the end-of-archive marker nothing counts as done.
-    #[test]
-    fn a_stream_cut_before_its_end_fails() {
-        let dir = tempfile::tempdir().unwrap();
-        let entries = [
-            entry("volume/", EntryKind::Dir, 0o755, 1),
-            entry("volume/f", EntryKind::File, 0o644, 1),
-        ];
-        let tar = tar_of(&entries, b"data", false);
-        assert!(matches!(
-            extract(dir.path(), &tar),
-            Err(Failure::Stream(TarError::Truncated { .. }))
-        ));
-    }
-
-    #[test]
-    fn entries_outside_the_root_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        for bad in ["volume/../x", "other/x", "volumex/y"] {
-            let entries = [entry(bad, EntryKind::File, 0o644, 1)];
-            assert!(
-                matches!(
-                    extract(dir.path(), &tar_of(&entries, b"", true)),
-                    Err(Failure::Create(_))
-                ),
-                "{bad}"
-            );
-        }
-    }
-
-    /// A symlink of the volume where a directory is expected is not
-    /// followed out of it.
-    #[test]
-    fn a_symlink_in_the_way_is_not_followed() {
-        let dir = tempfile::tempdir().unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(outside.path(), dir.path().join("esc")).unwrap();
-        let entries = [entry("volume/esc/f", EntryKind::File, 0o644, 1)];
-        assert!(extract(dir.path(), &tar_of(&entries, b"x", true)).is_err());
-        assert!(!outside.path().join("f").exists());
-    }
-
-    #[test]
-    fn a_duplicate_file_replaces_the_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let entries = [
-            entry("volume/f", EntryKind::File, 0o644, 1),
-            entry("volume/f", EntryKind::File, 0o600, 2),
-        ];
-        extract(dir.path(), &tar_of(&entries, b"again", true)).unwrap();
-        let meta = std::fs::metadata(dir.path().join("f")).unwrap();
-        assert_eq!((meta.mode() & 0o777, meta.mtime()), (0o600, 2));
-    }
-
-    #[test]
-    fn device_numbers_join_as_glibc_does() {
-        assert_eq!(make_dev(1, 7), 0x0107);
-        assert_eq!(make_dev(259, 0x12345), 0x1231_0345);
-        assert_eq!(
-            super::super::split_dev(make_dev(4095, 1 << 19)),
-            (4095, 1 << 19)
-        );
-    }
-}
+mod tests;

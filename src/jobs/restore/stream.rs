@@ -28,11 +28,11 @@ use crate::engine::message_of;
 use crate::engine::streamer;
 use crate::error::{failed, interrupted};
 use crate::jobs::bridge::{self, ChannelWriter, DEPTH};
+use crate::progress::Progress;
+use crate::shutdown::Shutdown;
 
 /// Writes to an extracting helper's FIFO go out in pieces this large.
 const FIFO_BUF: usize = 1 << 20;
-use crate::progress::Progress;
-use crate::shutdown::Shutdown;
 
 /// Opens an archive file for reading, counting the raw bytes read.
 pub fn open_archive(
@@ -146,22 +146,7 @@ impl Confine {
         let name = entry.path_lossy();
         let rel = names::relative(&entry.path).map_err(|_| climbs_out(&name))?;
         let rel = rel.strip_suffix(b"/").unwrap_or(&rel).to_vec();
-        let mut prefix = Vec::new();
-        for part in rel.split(|&b| b == b'/') {
-            if !prefix.is_empty() && self.symlinks.contains(&prefix) {
-                return Err(failed(
-                    format!(
-                        "archive entry {name:?} lies below the symlink {:?}",
-                        String::from_utf8_lossy(&prefix)
-                    ),
-                    "this archive was not made from a volume; extract it by hand",
-                ));
-            }
-            if !prefix.is_empty() {
-                prefix.push(b'/');
-            }
-            prefix.extend_from_slice(part);
-        }
+        self.not_below_a_symlink(&name, "lies below", &rel)?;
         let mut e = entry.clone();
         e.path = names::archive_to_engine(&entry.path).map_err(|_| climbs_out(&name))?;
         match e.kind {
@@ -179,11 +164,35 @@ impl Confine {
                         "this archive was not made from a volume; extract it by hand",
                     ));
                 }
+                let target = names::relative(link).map_err(|_| climbs_out(&name))?;
+                self.not_below_a_symlink(&name, "is a hard link below", &target)?;
                 e.link = Some(names::archive_to_engine(link).map_err(|_| climbs_out(&name))?);
             }
             _ => {}
         }
         Ok(e)
+    }
+
+    /// Refuses a path (relative to the volume) that goes through a
+    /// symlink of the archive.
+    fn not_below_a_symlink(&self, name: &str, how: &str, rel: &[u8]) -> Result<()> {
+        let mut prefix = Vec::new();
+        for part in rel.split(|&b| b == b'/') {
+            if !prefix.is_empty() && self.symlinks.contains(&prefix) {
+                return Err(failed(
+                    format!(
+                        "archive entry {name:?} {how} the symlink {:?}",
+                        String::from_utf8_lossy(&prefix)
+                    ),
+                    "this archive was not made from a volume; extract it by hand",
+                ));
+            }
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(part);
+        }
+        Ok(())
     }
 }
 
@@ -284,7 +293,7 @@ where
 
 /// Where the tar goes: the endpoint's upload, or an extracting helper's
 /// FIFO.
-pub enum Sink {
+enum Sink {
     Endpoint(ChannelWriter),
     Fifo(Option<io::BufWriter<File>>),
 }
@@ -435,22 +444,30 @@ where
     };
     let (worked, ended) = unless_signalled(shutdown, both).await?;
     let worked = worked.context("the archive reader stopped unexpectedly")?;
-    let cut = matches!(ended, Extracted::Cut);
     let env = streamer::ENV;
     let helper_error = match ended {
-        Extracted::Done => None,
-        // Only an error of the reader's closes the stream early.
-        Extracted::Cut => Some(failed(
-            format!("volume {volume}: the streaming helper's stream ended early"),
-            "run the restore again; if it keeps failing, look at the daemon's log",
-        )),
-        Extracted::Refused(said) => Some(failed(
-            format!("volume {volume}: {said}"),
+        Extracted::Done(left_out) => {
+            for line in left_out {
+                tracing::warn!(volume, "{line}");
+            }
+            None
+        }
+        Extracted::Cut(said) => Some(failed(
+            format!("volume {volume}: the streaming helper stopped reading: {said}"),
             format!(
-                "is the volume's storage full, or does its file system refuse such \
-                 entries? {env}=endpoint restores through the Engine's archive endpoint"
+                "run the restore again; if it keeps failing, {env}=endpoint restores \
+                 through the Engine's archive endpoint"
             ),
         )),
+        Extracted::Refused(said) => {
+            let full = said.contains("No space left") || said.contains("quota");
+            let hint = if full {
+                format!("free space in the volume's storage, or restore into another volume; {env}=endpoint restores through the Engine's archive endpoint")
+            } else {
+                format!("the volume cannot take this entry; {env}=endpoint restores through the Engine's archive endpoint")
+            };
+            Some(failed(format!("volume {volume}: {said}"), hint))
+        }
         Extracted::Failed(said) => Some(failed(
             format!("volume {volume}: {said}"),
             "run the restore again; if it keeps failing, look at the daemon's log",
@@ -461,8 +478,10 @@ where
              helper this one leaves once its lease expires",
         )),
     };
+    // The reader's error explains more than the helper's, unless the
+    // reader only failed because the helper stopped reading.
     match (worked, helper_error) {
-        (Err(e), Some(helper)) if is_channel_closed(&e) && !cut => Err(helper),
+        (Err(e), Some(helper)) if is_channel_closed(&e) => Err(helper),
         (Err(e), _) => Err(e),
         (Ok(_), Some(helper)) => Err(helper),
         (Ok(value), None) => Ok(value),
@@ -509,6 +528,19 @@ mod tests {
             .is_err());
         // A name that only starts like the symlink is fine.
         c.entry(&entry("./escape/x", EntryKind::File, None))
+            .unwrap();
+    }
+
+    #[test]
+    fn hard_links_through_a_symlink_are_refused() {
+        let mut c = Confine::default();
+        c.entry(&entry("./esc", EntryKind::Symlink, Some("real")))
+            .unwrap();
+        assert!(c
+            .entry(&entry("./h", EntryKind::HardLink, Some("./esc/f")))
+            .is_err());
+        // A hard link to the symlink itself is fine.
+        c.entry(&entry("./h2", EntryKind::HardLink, Some("./esc")))
             .unwrap();
     }
 
