@@ -313,3 +313,35 @@ fn c11_bind_options_only_with_flag() {
     before.assert_same(&digest(&bound), "bind volume restored with its options");
     before.assert_same(&digest_dir(&data), "content in the bound directory");
 }
+
+/// `--replace` over a volume whose storage is outside Docker (a bind):
+/// removing and recreating the volume would not empty it, and the old and
+/// new content would mix. Refused, exit 1, nothing changed.
+#[test]
+fn replace_of_a_bind_volume_is_refused() {
+    let src = Volume::new("bind-new");
+    fill(&src, "echo new > /v/newfile");
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let archive = backup(src.name(), dest.path(), &key, &[]);
+
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("old_only"), b"old\n").unwrap();
+    let device = path_str(&data).to_owned();
+    let opts = [("type", "none"), ("o", "bind"), ("device", device.as_str())];
+    let target = Volume::with_options("bind-old", &[], &opts);
+    let before = digest_dir(&data);
+    let rollback = tempfile::tempdir().unwrap();
+    let run = restore_to(
+        &archive,
+        &key,
+        &target,
+        &["--replace", "--rollback-to", path_str(rollback.path())],
+    );
+    run.assert_fails(1, "outside Docker");
+    assert!(run.stderr.contains("hint:"), "{run}");
+    before.assert_same(&digest_dir(&data), "the bound directory");
+    assert_no_leftovers(target.name());
+}

@@ -376,6 +376,20 @@ async fn restore_existing(
             "pass --replace to replace it (a rollback archive is written first), or --volume NEW for a new volume",
         ));
     }
+    // Replacing removes and recreates the volume, which does not remove
+    // the data of a bind or of NFS: the old and the new content would mix.
+    let external = is_external(&spec.driver, &spec.options);
+    if !look.empty && external {
+        return Err(failed(
+            format!(
+                "volume {name}: its storage is outside Docker (driver {}, options {}); \
+                 removing the volume would not empty it, so --replace cannot replace its content",
+                if spec.driver.is_empty() { "local" } else { &spec.driver },
+                spec.options.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+            "restore into a new volume (--volume NEW), or empty that storage yourself and restore into the empty volume",
+        ));
+    }
     let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
     if !look.empty && !users.is_empty() {
         return Err(failed(
@@ -424,7 +438,10 @@ async fn restore_existing(
             tracing::info!(volume = %name, archive = %ctx.archive.display(), "restored");
         }
         if result.is_err() {
-            if users.is_empty() {
+            if external {
+                tracing::error!(volume = %name,
+                    "the volume's storage is outside Docker: what was restored before the failure stays there; empty it by hand");
+            } else if users.is_empty() {
                 if let Err(e) = empty_again(ctx, &spec, look.root.as_ref()).await {
                     tracing::error!(volume = %name, error = %format!("{e:#}"), "cannot empty the volume again");
                 }
