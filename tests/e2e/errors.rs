@@ -346,6 +346,33 @@ fn truncated_archive_creates_nothing() {
     assert_no_leftovers(target.name());
 }
 
+/// An archive cut inside its first age chunk: a restore fails with exit 1
+/// (exit 3 is `verify`'s and `drill`'s), naming the damage, with a hint.
+#[test]
+fn archive_cut_at_its_start_fails_with_exit_1() {
+    let src = Volume::new("trunc-start-src");
+    fill(&src, &fixtures::random_file(2));
+    let key = AgeKey::new();
+    let dest = tempfile::tempdir().unwrap();
+    let archive = backup(src.name(), dest.path(), &key, &[]);
+    let bytes = std::fs::read(&archive).unwrap();
+    std::fs::write(&archive, &bytes[..1_000]).unwrap();
+
+    let target = Volume::reserve("trunc-start-target");
+    let run = volsafe(&[
+        "restore",
+        path_str(&archive),
+        "--volume",
+        target.name(),
+        "-i",
+        key.identity(),
+    ]);
+    run.assert_fails(1, "truncated at its start");
+    assert!(run.stderr.contains("hint:"), "{run}");
+    assert!(!target.exists());
+    assert_no_leftovers(target.name());
+}
+
 /// `verify`: without a key the sidecar's SHA-256 catches the damage, with
 /// a key the full read does; both exit 3. An intact archive exits 0.
 #[test]

@@ -107,6 +107,21 @@ fn is_external(driver: &str, options: &BTreeMap<String, String>) -> bool {
 }
 
 pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
+    run_plan(plan, shutdown).await.map_err(damage_is_a_failure)
+}
+
+/// A damaged archive fails a restore with exit 1, as any other failure:
+/// exit 3 is what `verify` and `drill` report when they find damage.
+fn damage_is_a_failure(mut e: anyhow::Error) -> anyhow::Error {
+    if let Some(user) = e.downcast_mut::<UserError>() {
+        if user.kind == Kind::Integrity {
+            user.kind = Kind::Failed;
+        }
+    }
+    e
+}
+
+async fn run_plan(plan: Plan, shutdown: Shutdown) -> Result<Exit> {
     plan.keys.load()?; // usage errors in key files come first
     if let Some(v) = &plan.volume {
         volume::check_name(v)?;
@@ -271,6 +286,7 @@ async fn restore_new(
     shutdown: &Shutdown,
 ) -> Result<()> {
     let spec = spec_from_header(target, header, ctx.plan.driver_options);
+    warn_if_tmpfs(&spec);
     volume::create(ctx.engine, &spec).await?;
     tracing::info!(volume = target, "created the volume");
     // Outside storage (a bind, NFS, a plugin) may already hold data that a
@@ -301,6 +317,15 @@ async fn restore_new(
         Ok(()) => tracing::info!(volume = target, archive = %ctx.archive.display(), "restored"),
     }
     result
+}
+
+/// A tmpfs volume is Docker's memory, mounted only while a container uses
+/// it: what a restore writes there is gone when its helper exits.
+fn warn_if_tmpfs(spec: &VolumeSpec) {
+    if spec.options.get("type").map(String::as_str) == Some("tmpfs") {
+        tracing::warn!(volume = %spec.name,
+            "a tmpfs volume holds data only while a container mounts it: what this restore writes is gone when its helper exits (the volume and its options remain)");
+    }
 }
 
 /// The volume to create: driver and labels from the archive; driver options
@@ -351,6 +376,7 @@ async fn restore_existing(
     shutdown: &Shutdown,
 ) -> Result<()> {
     let name = spec.name.clone();
+    warn_if_tmpfs(&spec);
     let users = volume::users(ctx.engine, &name).await?;
     let running: Vec<&str> = users
         .iter()
