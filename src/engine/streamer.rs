@@ -465,13 +465,18 @@ pub enum Ended {
 }
 
 impl Exiting {
-    /// Waits for volsafe-tar to exit, after its stream was read or dropped.
-    pub async fn ended(mut self) -> Ended {
-        let code = self
-            .exit
+    /// volsafe-tar's exit code, once it exits; why not, if the daemon
+    /// cannot say.
+    async fn code(&mut self) -> Result<i64, String> {
+        self.exit
             .next()
             .await
-            .unwrap_or(Err("no exit code".to_owned()));
+            .unwrap_or(Err("no exit code".to_owned()))
+    }
+
+    /// Waits for volsafe-tar to exit, after its stream was read or dropped.
+    pub async fn ended(mut self) -> Ended {
+        let code = self.code().await;
         let (engine, id) = (&self.engine, self.id.as_str());
         match code {
             Ok(0) => Ended::Done,
@@ -528,11 +533,7 @@ impl Exiting {
     /// Waits for an extracting volsafe-tar to exit, after its stream was
     /// written or dropped.
     pub async fn extracted(mut self) -> Extracted {
-        let code = self
-            .exit
-            .next()
-            .await
-            .unwrap_or(Err("no exit code".to_owned()));
+        let code = self.code().await;
         let (engine, id) = (&self.engine, self.id.as_str());
         match code {
             Ok(0) => Extracted::Done(log_lines(engine, id, "all").await),

@@ -178,11 +178,35 @@ fn unseen_temporary_directory_falls_back_to_the_endpoint() {
     assert_no_leftovers(target.name());
 }
 
+/// Runs `cmd` (a `volsafe … -v`) and sends it SIGINT `delay_ms` after its
+/// log first says `needle`. Returns its exit status and all it printed on
+/// standard error.
+fn interrupt_after(mut cmd: Command, needle: &str, delay_ms: u64) -> (Option<i32>, String) {
+    use std::io::{BufRead, Read};
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id().to_string();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains(needle) {
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            Command::new("kill").args(["-INT", &pid]).status().unwrap();
+            break;
+        }
+        line.clear();
+    }
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    seen.push_str(&rest);
+    (child.wait().unwrap().code(), seen)
+}
+
 /// Ctrl-C while volsafe-tar streams: exit 130, and no helper, staging
 /// directory or archive under a final name is left.
 #[test]
 fn ctrl_c_while_streaming_leaves_nothing() {
-    use std::io::{BufRead, Read};
     let src = Volume::new("stream-ctrl-c");
     // Seconds of reading: 2 GiB of zeros, sparse on disk.
     fill(&src, "truncate -s 2G /v/big.bin && echo z > /v/zz-after");
@@ -200,24 +224,7 @@ fn ctrl_c_while_streaming_leaves_nothing() {
     ];
     let mut cmd = volsafe_command(&args);
     cmd.env("TMPDIR", tmp.path());
-    let mut child = cmd.spawn().unwrap();
-    let pid = child.id().to_string();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 {
-        seen.push_str(&line);
-        if line.contains(READ_FIFO) {
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            Command::new("kill").args(["-INT", &pid]).status().unwrap();
-            break;
-        }
-        line.clear();
-    }
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
-    seen.push_str(&rest);
-    let status = child.wait().unwrap().code();
+    let (status, seen) = interrupt_after(cmd, READ_FIFO, 500);
     assert_eq!(status, Some(130), "{seen}");
     assert!(
         seen.contains(READ_FIFO) && !seen.contains(FELL_BACK),
@@ -403,7 +410,6 @@ fn streaming_restore_names_the_file_that_did_not_fit() {
 /// directory is left.
 #[test]
 fn ctrl_c_while_streaming_a_restore_leaves_nothing() {
-    use std::io::{BufRead, Read};
     let src = Volume::new("xstream-ctrl-c-src");
     // Seconds of writing: 2 GiB of zeros.
     fill(&src, "truncate -s 2G /v/big.bin && echo z > /v/zz-after");
@@ -423,24 +429,7 @@ fn ctrl_c_while_streaming_a_restore_leaves_nothing() {
     ];
     let mut cmd = volsafe_command(&args);
     cmd.env("TMPDIR", tmp.path());
-    let mut child = cmd.spawn().unwrap();
-    let pid = child.id().to_string();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 {
-        seen.push_str(&line);
-        if line.contains(WRITE_FIFO) {
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            Command::new("kill").args(["-INT", &pid]).status().unwrap();
-            break;
-        }
-        line.clear();
-    }
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
-    seen.push_str(&rest);
-    let status = child.wait().unwrap().code();
+    let (status, seen) = interrupt_after(cmd, WRITE_FIFO, 300);
     assert_eq!(status, Some(130), "{seen}");
     assert!(
         !target.exists(),
