@@ -113,9 +113,6 @@ fn unseen_temporary_directory_falls_back_to_the_endpoint() {
     let dest = tempfile::tempdir().unwrap();
     let private = tempfile::tempdir().unwrap();
 
-    let bin = std::env::var("VOLSAFE_TEST_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_volsafe").to_owned());
-    let script = r#"mount -t tmpfs -o size=16m tmpfs "$1" && TMPDIR="$1" && export TMPDIR && shift && exec "$@""#;
     let args = [
         "backup",
         src.name(),
@@ -126,15 +123,7 @@ fn unseen_temporary_directory_falls_back_to_the_endpoint() {
         &key.recipient,
         "-v",
     ];
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
-        .arg(private.path())
-        .arg(&bin)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let run = run_volsafe(cmd, &args);
+    let run = with_unseen_tmpdir(private.path(), &args);
     run.assert_ok();
     assert!(run.stderr.contains(FELL_BACK), "{run}");
     assert!(
@@ -159,15 +148,7 @@ fn unseen_temporary_directory_falls_back_to_the_endpoint() {
         key.identity(),
         "-v",
     ];
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
-        .arg(private.path())
-        .arg(&bin)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let restored = run_volsafe(cmd, &args);
+    let restored = with_unseen_tmpdir(private.path(), &args);
     restored.assert_ok();
     assert!(restored.stderr.contains(FELL_BACK), "{restored}");
     assert!(!restored.stderr.contains(WRITE_FIFO), "{restored}");
@@ -176,6 +157,24 @@ fn unseen_temporary_directory_falls_back_to_the_endpoint() {
         .assert_same(&crate::common::digest(&target), "restored volume");
     assert_no_leftovers(src.name());
     assert_no_leftovers(target.name());
+}
+
+/// Runs volsafe with `args` where the daemon cannot see its temporary
+/// directory: `$TMPDIR` is a tmpfs mounted in a mount namespace of its own,
+/// at `private`.
+fn with_unseen_tmpdir(private: &Path, args: &[&str]) -> Run {
+    let bin = std::env::var("VOLSAFE_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_volsafe").to_owned());
+    let script = r#"mount -t tmpfs -o size=16m tmpfs "$1" && TMPDIR="$1" && export TMPDIR && shift && exec "$@""#;
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(private)
+        .arg(&bin)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    run_volsafe(cmd, args)
 }
 
 /// Runs `cmd` (a `volsafe … -v`) and sends it SIGINT `delay_ms` after its
